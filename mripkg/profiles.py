@@ -1,0 +1,265 @@
+"""Run profiles: one pipeline at three sizes.
+
+``smoke``  64 px, tiny models, a few steps: unit tests and CI (minutes).
+``quick``  128 px, CPU-sized models: the default, a 2-core laptop CPU.
+``paper``  256 px, the paper's sizes (ResUNet++ 32-512 filters, i-RIM 8 steps, DDPM base 128,
+           1000 sampler steps): needs a GPU.
+
+Every size, count, step, seed and the torch thread count used by the notebooks lives here, so
+that the same profile and seed give the same numbers on the same machine.  The environment
+variable ``MRIPKG_PROFILE`` overrides the profile a notebook asks for (nbval uses it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import torch
+
+PROFILE_ENV = "MRIPKG_PROFILE"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data set sizes.  Slices are axial, ``image_size`` x ``image_size`` pixels."""
+
+    image_size: int
+    n_train_subjects: int  # MNI pseudo-subjects (seeded deformations)
+    n_val_subjects: int  # MNI pseudo-subjects, separate seed stream
+    n_test_id_subjects: int  # held-out MNI pseudo-subjects (in-distribution test)
+    slice_stride: int  # keep every k-th axial slice with enough foreground
+    min_foreground: float  # minimum fraction of head pixels for a slice to be kept
+    n_test_slices: int  # evenly spaced slices per test subject used for the metrics
+    split_seed: int = 1234  # seed of the pseudo-subject generator (train/val)
+    test_id_seed: int = 98765  # separate seed for the held-out pseudo-subjects
+    max_displacement_mm: float = 6.0  # amplitude of the smooth random deformation
+
+
+@dataclass(frozen=True)
+class ResUNetPPConfig:
+    """ResUNet++ (Jha et al. 2019): encoder filters, training schedule."""
+
+    filters: tuple[int, ...]
+    train_steps: int
+    batch_size: int
+    lr: float = 1e-3
+    val_every: int = 200
+
+
+@dataclass(frozen=True)
+class IRIMConfig:
+    """i-RIM (Putzky & Welling 2019): invertible recurrent inference machine."""
+
+    n_steps: int  # recurrent (unrolled) steps
+    multiplicity: int  # latent channels = multiplicity x image channels (x4 after shuffle)
+    hidden: int  # channels inside each coupling layer's residual function
+    dilations: tuple[int, ...]  # one invertible coupling block per dilation rate
+    train_steps: int
+    batch_size: int
+    lr: float = 1e-3
+    val_every: int = 200
+
+
+@dataclass(frozen=True)
+class DDPMConfig:
+    """DDPM prior (Ho et al. 2020) and the projection sampler (Song et al. 2022)."""
+
+    base_channels: int
+    channel_mults: tuple[int, ...]
+    num_res_blocks: int
+    train_steps: int
+    batch_size: int
+    crop_size: int  # random crops for training (fully convolutional); = image_size: no crop
+    sampler_steps: int  # respaced reverse steps for reconstruction
+    lr: float = 5e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.995
+    num_timesteps: int = 1000
+    beta_min: float = 0.1  # continuous VP parametrisation, as in the paper
+    beta_max: float = 20.0
+    val_every: int = 1000
+    n_sampler_seeds: int = 3  # seeds for the posterior spread of the reconstruction
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Eq. 5 attack: projected Adam on a k-space perturbation of relative L2 norm eps."""
+
+    steps: int
+    n_slices: int
+    eps_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08)
+    lr_rel: float = 1.0  # Adam step relative to the per-entry budget
+    diffusion_whitebox: bool = False
+    diffusion_steps: int = 10  # respaced schedule differentiated through (white-box DDPM)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One complete configuration of the pipeline."""
+
+    name: str
+    data: DataConfig
+    resunetpp: ResUNetPPConfig
+    irim: IRIMConfig
+    ddpm: DDPMConfig
+    attack: AttackConfig
+    seed: int = 0
+    threads: int = 2
+    cell_timeout_s: int = 3600
+
+    @property
+    def image_size(self) -> int:
+        return self.data.image_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SMOKE = Profile(
+    name="smoke",
+    data=DataConfig(
+        image_size=64,
+        n_train_subjects=4,
+        n_val_subjects=1,
+        n_test_id_subjects=1,
+        slice_stride=4,
+        min_foreground=0.15,
+        n_test_slices=4,
+    ),
+    resunetpp=ResUNetPPConfig(filters=(8, 16, 32, 64), train_steps=30, batch_size=4, val_every=15),
+    irim=IRIMConfig(
+        n_steps=2,
+        multiplicity=2,
+        hidden=8,
+        dilations=(1, 2),
+        train_steps=20,
+        batch_size=4,
+        val_every=10,
+    ),
+    ddpm=DDPMConfig(
+        base_channels=8,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        train_steps=30,
+        batch_size=4,
+        crop_size=32,
+        sampler_steps=4,
+        warmup_steps=5,
+        ema_decay=0.9,
+        val_every=15,
+        n_sampler_seeds=2,
+    ),
+    attack=AttackConfig(steps=5, n_slices=2, eps_grid=(0.0, 0.02, 0.08), diffusion_steps=2),
+    threads=2,
+    cell_timeout_s=900,
+)
+
+QUICK = Profile(
+    name="quick",
+    data=DataConfig(
+        image_size=128,
+        n_train_subjects=24,
+        n_val_subjects=2,
+        n_test_id_subjects=2,
+        slice_stride=2,
+        min_foreground=0.15,
+        n_test_slices=16,
+    ),
+    resunetpp=ResUNetPPConfig(filters=(16, 32, 64, 128), train_steps=3000, batch_size=8),
+    irim=IRIMConfig(
+        n_steps=6,
+        multiplicity=4,
+        hidden=32,
+        dilations=(1, 2, 4, 1),
+        train_steps=3000,
+        batch_size=8,
+    ),
+    ddpm=DDPMConfig(
+        base_channels=32,
+        channel_mults=(1, 2, 2, 4),
+        num_res_blocks=1,
+        train_steps=40000,
+        batch_size=16,
+        crop_size=64,
+        sampler_steps=100,
+    ),
+    attack=AttackConfig(steps=100, n_slices=16, diffusion_steps=10),
+    threads=2,
+)
+
+PAPER = Profile(
+    name="paper",
+    data=DataConfig(
+        image_size=256,
+        n_train_subjects=80,
+        n_val_subjects=10,
+        n_test_id_subjects=10,
+        slice_stride=1,
+        min_foreground=0.15,
+        n_test_slices=32,
+    ),
+    resunetpp=ResUNetPPConfig(filters=(32, 64, 128, 256, 512), train_steps=50000, batch_size=16),
+    irim=IRIMConfig(
+        n_steps=8,
+        multiplicity=4,
+        hidden=64,
+        dilations=(1, 2, 4, 8, 4, 2, 1),
+        train_steps=50000,
+        batch_size=16,
+        lr=1e-4,
+    ),
+    ddpm=DDPMConfig(
+        base_channels=128,
+        channel_mults=(1, 1, 2, 2, 4, 4),
+        num_res_blocks=2,
+        train_steps=500000,
+        batch_size=16,
+        crop_size=256,
+        sampler_steps=1000,
+        lr=1e-4,
+        ema_decay=0.9999,
+        val_every=10000,
+    ),
+    attack=AttackConfig(steps=100, n_slices=32, diffusion_whitebox=True, diffusion_steps=20),
+    threads=8,
+    cell_timeout_s=86400,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, QUICK, PAPER)}
+DEFAULT_PROFILE = "quick"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return a profile by name; ``$MRIPKG_PROFILE`` overrides ``name`` when set.
+
+    Raises ``ValueError`` naming the known profiles for an unknown name.
+    """
+    env = os.environ.get(PROFILE_ENV)
+    chosen = env if env else (name or DEFAULT_PROFILE)
+    if chosen not in PROFILES:
+        raise ValueError(
+            f"unknown profile {chosen!r} (from {'$' + PROFILE_ENV if env else 'argument'}); "
+            f"choose one of {sorted(PROFILES)}"
+        )
+    return PROFILES[chosen]
+
+
+def setup_torch(profile: Profile) -> None:
+    """Fix torch's thread count (float results depend on it) and default dtype."""
+    torch.set_num_threads(profile.threads)
+    torch.set_default_dtype(torch.float32)
+
+
+__all__ = [
+    "AttackConfig",
+    "DDPMConfig",
+    "DataConfig",
+    "IRIMConfig",
+    "PROFILES",
+    "Profile",
+    "ResUNetPPConfig",
+    "get_profile",
+    "setup_torch",
+]
