@@ -45,7 +45,9 @@ class VolumeError(ValueError):
 def embedded_path(name: str) -> Path:
     """Path of an embedded volume (``mni152``, ``colin27``, ``colin27_skull``)."""
     if name not in EMBEDDED_VOLUMES:
-        raise KeyError(f"unknown embedded volume {name!r}; choose one of {sorted(EMBEDDED_VOLUMES)}")
+        raise KeyError(
+            f"unknown embedded volume {name!r}; choose one of {sorted(EMBEDDED_VOLUMES)}"
+        )
     ref = resources.files("mripkg.assets").joinpath(EMBEDDED_VOLUMES[name])
     return Path(str(ref))
 
@@ -239,9 +241,12 @@ def _slices_from_stack(
         subs.append(subject)
         idx.append(z)
     keep = list(range(0, len(imgs), stride))
-    return [imgs[i] for i in keep], [masks[i] for i in keep], [subs[i] for i in keep], [
-        idx[i] for i in keep
-    ]
+    return (
+        [imgs[i] for i in keep],
+        [masks[i] for i in keep],
+        [subs[i] for i in keep],
+        [idx[i] for i in keep],
+    )
 
 
 def _evenly(n_have: int, n_want: int) -> list[int]:
@@ -269,7 +274,11 @@ def _subject_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def pseudo_subject(
-    volume: np.ndarray, voxel_size: tuple[float, float, float], cfg: DataConfig, seed: int, index: int
+    volume: np.ndarray,
+    voxel_size: tuple[float, float, float],
+    cfg: DataConfig,
+    seed: int,
+    index: int,
 ) -> np.ndarray:
     """Pseudo-subject ``index`` of generator ``seed``: axial slices ``[Z, S, S]`` in [0, 1]."""
     rng = _subject_rng(seed, index)
@@ -342,7 +351,10 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int) -> MRIDataset:
                     sl = tuple([v[j]] for v in sl)  # type: ignore[assignment]
             parts[split].append(sl)
     splits = {k: _make_split(k, v) for k, v in parts.items()}
-    splits["test_id"] = Split("test_id", *[getattr(splits["test"], a) for a in ("images", "masks", "subjects", "slice_index")])
+    splits["test_id"] = Split(
+        "test_id",
+        *[getattr(splits["test"], a) for a in ("images", "masks", "subjects", "slice_index")],
+    )
     info = {k: f"user data ({data_dir})" for k in splits}
     return MRIDataset(cfg.image_size, splits, str(data_dir), info)
 

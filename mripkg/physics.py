@@ -95,10 +95,13 @@ def _check_mask_args(n: int, acceleration: int, center_fraction: float) -> None:
 
 def _check_mask(kspace: Tensor, mask: Tensor) -> Tensor:
     if mask.ndim != 1 or mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a 1-D bool tensor over columns, got {mask.dtype} {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be a 1-D bool tensor over columns, got {mask.dtype} {tuple(mask.shape)}"
+        )
     if mask.shape[0] != kspace.shape[-1]:
         raise ValueError(
-            f"mask has {mask.shape[0]} columns but k-space has {kspace.shape[-1]} (shape {tuple(kspace.shape)})"
+            f"mask has {mask.shape[0]} columns but k-space has {kspace.shape[-1]} "
+            f"(shape {tuple(kspace.shape)})"
         )
     return mask.to(kspace.device)
 

@@ -1,0 +1,1090 @@
+"""Worst-case k-space perturbations (Eq. 5 of Han et al. 2024) and what the notebooks need
+around them: a random control of the same norm, the amplification ratio, the authors' image
+route to the diffusion model, and an on-disk cache.
+
+The attack
+----------
+For a reconstructor ``f(y, mask) -> image`` (see :class:`mripkg.models.Reconstructor`), a clean
+fully sampled k-space ``k`` and the measurement ``y = M k``, :func:`kspace_attack` solves ::
+
+    maximise  || f(y + M delta) - f(y) ||_2^2     s.t.  || M delta ||_2 <= eps || k ||_2
+
+per image (untargeted: away from the clean reconstruction, not from the ground truth) with Adam
+on ``delta``, projecting back onto the relative L2 ball after every step and keeping, for each
+image, the iterate with the largest damage.  Only the sampled columns of ``delta`` exist (the
+others are exactly zero).  ``delta`` is real by default, as in the paper (a real tensor added to
+complex k-space, i.e. it perturbs the real part only); ``complex_delta=True`` is a labelled
+extension that perturbs both parts.
+
+Step size
+---------
+With images in [0, 1] the budget per sampled k-space entry, ``b = eps ||k|| / sqrt(n)`` (``n``
+the number of sampled *real* entries: ``H x n_columns``, twice that for a complex delta), is
+about 0.01 at eps = 0.01, so the paper's absolute Adam learning rate 0.1 overshoots it ten-fold
+and the projection turns every step into a normalised, sign-like step.  By default
+(``lr=None``) the step is therefore *relative* to the per-entry budget: Adam optimises a
+normalised variable ``u`` with ``delta = b_i u`` per image ``i`` and learning rate ``lr_rel``;
+since an Adam step moves each entry by about ``lr``, the step in ``delta`` is about
+``lr_rel * b_i``, the same fraction of the budget for every image and every eps.  In ``u`` the
+constraint is the ball ``||M u|| <= sqrt(n)`` (the same for every image), and the gradient is
+taken of the damage divided by ``b_i^2`` (a constant weight per image, so the maximiser is the
+same; it keeps the gradient far above Adam's epsilon at the tiny random start and makes the run
+invariant to the scale of ``k`` for a positively homogeneous model).  Passing a float ``lr``
+(e.g. the paper's 0.1) instead optimises ``delta`` itself on the raw damage with that absolute
+rate.
+
+eps grid layout
+---------------
+``eps`` may be a float or a sequence / 1-D tensor of ``E`` values.  The batch of ``B`` images is
+replicated once per eps and attacked in one run (chunked by ``batch_size`` if given); every
+image-eps pair is an independent problem (the objective is a *sum* over pairs, and Adam is
+element-wise).  Results always carry a leading eps axis: ``delta`` and ``y_adv`` are
+``[E, B, 1, H, W]``, per-image numbers ``[E, B]``, ``loss_history`` ``[steps + 1, E, B]`` --
+also for a scalar eps (``E = 1``).  ``result.select(e)`` picks one eps; ``result.eps`` holds the
+values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .physics import fft2c, ifft2c, kspace_norm
+
+#: ``f(y, mask) -> image``: y complex ``[N, 1, H, W]``, mask bool ``[W]``,
+#: image real ``[N, 1, H, W]``.
+ReconFn = Callable[[Tensor, Tensor], Tensor]
+#: One eps or a grid of them (relative L2 strengths, dimensionless).
+EpsLike = float | int | Sequence[float] | Tensor | np.ndarray
+
+#: Format tag written into every JSON sidecar.
+FORMAT = "mripkg.attack/1"
+#: Relative slack allowed between the achieved norm and the budget (float rounding).
+NORM_RTOL = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def as_eps(eps: EpsLike) -> Tensor:
+    """Validate ``eps`` (a float, a sequence, or a 0-/1-D tensor or array) -> float64 ``[E]``.
+
+    Raises ``ValueError`` naming the offending value for a negative, NaN or infinite eps, or
+    for an empty grid.
+    """
+    if isinstance(eps, Tensor):
+        if eps.ndim > 1:
+            raise ValueError(f"eps must be a scalar or 1-D, got shape {tuple(eps.shape)}")
+        values = eps.detach().cpu().to(torch.float64).reshape(-1).tolist()
+    elif isinstance(eps, np.ndarray):
+        if eps.ndim > 1:
+            raise ValueError(f"eps must be a scalar or 1-D, got shape {eps.shape}")
+        values = [float(v) for v in eps.reshape(-1)]
+    elif isinstance(eps, (int, float, np.floating, np.integer)) and not isinstance(eps, bool):
+        values = [float(eps)]
+    elif isinstance(eps, Sequence) and not isinstance(eps, (str, bytes)):
+        values = []
+        for v in eps:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+                raise ValueError(f"eps values must be real numbers, got {v!r}")
+            values.append(float(v))
+    else:
+        raise ValueError(f"eps must be a float or a sequence of floats, got {eps!r}")
+    if not values:
+        raise ValueError("eps grid is empty")
+    for v in values:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"eps must be finite and >= 0, got {v!r}")
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def _check_kspace(kspace: Tensor, name: str = "kspace") -> None:
+    if not isinstance(kspace, Tensor) or not torch.is_complex(kspace):
+        kind = kspace.dtype if isinstance(kspace, Tensor) else type(kspace).__name__
+        raise ValueError(f"{name} must be a complex tensor [B, 1, H, W], got {kind}")
+    if kspace.ndim != 4 or kspace.shape[1] != 1:
+        raise ValueError(f"{name} must have shape [B, 1, H, W], got {tuple(kspace.shape)}")
+    if not torch.isfinite(torch.view_as_real(kspace)).all():
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def _check_mask(mask: Tensor, width: int) -> None:
+    if not isinstance(mask, Tensor) or mask.ndim != 1 or mask.dtype != torch.bool:
+        desc = (mask.dtype, tuple(mask.shape)) if isinstance(mask, Tensor) else type(mask)
+        raise ValueError(f"mask must be a 1-D bool tensor over columns, got {desc}")
+    if mask.shape[0] != width:
+        raise ValueError(f"mask has {mask.shape[0]} columns but k-space has {width}")
+    if not bool(mask.any()):
+        raise ValueError("mask samples no columns: there is nothing to perturb")
+
+
+def _image_norm(x: Tensor) -> Tensor:
+    """L2 norm over the last three axes ``[..., C, H, W] -> [...]`` in float64 (complex ok)."""
+    if torch.is_complex(x):
+        x = torch.view_as_real(x).to(torch.float64)
+        return x.pow(2).sum(dim=(-4, -3, -2, -1)).sqrt()
+    return x.to(torch.float64).pow(2).sum(dim=(-3, -2, -1)).sqrt()
+
+
+def _progress_disabled(progress: bool | None) -> bool:
+    """``None``: show a bar only on a terminal and never when ``$CI`` is set."""
+    if progress is None:
+        return bool(os.environ.get("CI")) or not sys.stderr.isatty()
+    return not progress
+
+
+@contextlib.contextmanager
+def _frozen(*models: object) -> Iterator[None]:
+    """Put ``nn.Module`` models in eval mode with frozen parameters; restore afterwards."""
+    saved: list[tuple[list[tuple[nn.Module, bool]], list[tuple[Tensor, bool]]]] = []
+    seen: set[int] = set()
+    for m in models:
+        if not isinstance(m, nn.Module) or id(m) in seen:
+            continue
+        seen.add(id(m))
+        modes = [(mod, mod.training) for mod in m.modules()]
+        grads = [(p, p.requires_grad) for p in m.parameters()]
+        saved.append((modes, grads))
+        m.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for modes, grads in saved:
+            for mod, training in modes:
+                mod.training = training
+            for p, req in grads:
+                p.requires_grad_(req)
+
+
+# --------------------------------------------------------------------------------------------
+# result
+
+
+@dataclass
+class AttackResult:
+    """Outcome of :func:`kspace_attack` for ``E`` eps values and ``B`` images.
+
+    Attributes (``H, W`` pixels; k-space in the units of the orthonormal FFT of the image):
+
+    * ``eps``: float64 ``[E]``, relative strengths;
+    * ``delta``: complex ``[E, B, 1, H, W]``, the perturbation actually added to k-space (zero
+      off the sampled columns; imaginary part exactly zero unless ``meta["complex_delta"]``);
+    * ``y_adv``: complex ``[E, B, 1, H, W]``, the perturbed measurement ``M (k + delta)``
+      (``== y`` exactly where eps = 0);
+    * ``rel_norm``: float64 ``[E, B]``, achieved ``||M delta|| / ||k||`` (<= eps up to 1e-6
+      relative);
+    * ``best_damage``: float32 ``[E, B]``, ``||f(y + M delta) - f(y)||_2^2`` of the kept iterate
+      (squared image intensity units, summed over pixels);
+    * ``best_step``: int64 ``[E, B]``, index of the kept iterate (0 = the random start);
+    * ``loss_history``: float32 ``[steps + 1, E, B]``, the damage of every iterate 0 .. steps
+      (row 0 the tiny random start, row ``steps`` the final iterate); all zero where eps = 0;
+    * ``meta``: JSON-serialisable settings (steps, lr mode, ...) and, for cached results, the
+      cache key.
+    """
+
+    eps: Tensor
+    delta: Tensor
+    y_adv: Tensor
+    rel_norm: Tensor
+    best_damage: Tensor
+    best_step: Tensor
+    loss_history: Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    _TENSORS = ("eps", "delta", "y_adv", "rel_norm", "best_damage", "best_step", "loss_history")
+    _COMPLEX = ("delta", "y_adv")
+
+    @property
+    def n_eps(self) -> int:
+        return int(self.eps.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.delta.shape[1])
+
+    @property
+    def final_damage(self) -> Tensor:
+        """Damage of the last iterate, ``[E, B]``."""
+        return self.loss_history[-1]
+
+    def eps_index(self, eps: float) -> int:
+        """Position of ``eps`` in :attr:`eps` (``KeyError`` if it is not in the grid)."""
+        hits = torch.nonzero(
+            torch.isclose(
+                self.eps, torch.tensor(float(eps), dtype=torch.float64), rtol=1e-9, atol=1e-12
+            )
+        )
+        if hits.numel() == 0:
+            raise KeyError(f"eps {eps!r} not in this result's grid {self.eps.tolist()}")
+        return int(hits[0, 0])
+
+    def select(self, eps: float) -> AttackResult:
+        """The result for one eps value (keeps the eps axis, ``E = 1``)."""
+        j = self.eps_index(eps)
+        return AttackResult(
+            eps=self.eps[j : j + 1],
+            delta=self.delta[j : j + 1],
+            y_adv=self.y_adv[j : j + 1],
+            rel_norm=self.rel_norm[j : j + 1],
+            best_damage=self.best_damage[j : j + 1],
+            best_step=self.best_step[j : j + 1],
+            loss_history=self.loss_history[:, j : j + 1],
+            meta=dict(self.meta),
+        )
+
+    @staticmethod
+    def concat(results: Sequence[AttackResult], axis: str) -> AttackResult:
+        """Join results along ``axis="batch"`` (same eps grid) or ``axis="eps"`` (same images).
+
+        ``meta`` is taken from the first result, minus the per-item cache key and ``||k||``.
+        """
+        if not results:
+            raise ValueError("nothing to concatenate")
+        if axis not in ("batch", "eps"):
+            raise ValueError(f"axis must be 'batch' or 'eps', got {axis!r}")
+        d = 1 if axis == "batch" else 0
+        first = results[0]
+        if axis == "batch":
+            for r in results[1:]:
+                if not torch.equal(r.eps, first.eps):
+                    raise ValueError("cannot join along batch: eps grids differ")
+            eps = first.eps
+        else:
+            eps = torch.cat([r.eps for r in results])
+        meta = {k: v for k, v in first.meta.items() if k not in ("key", "kspace_norm")}
+        return AttackResult(
+            eps=eps,
+            delta=torch.cat([r.delta for r in results], d),
+            y_adv=torch.cat([r.y_adv for r in results], d),
+            rel_norm=torch.cat([r.rel_norm for r in results], d),
+            best_damage=torch.cat([r.best_damage for r in results], d),
+            best_step=torch.cat([r.best_step for r in results], d),
+            loss_history=torch.cat([r.loss_history for r in results], d + 1),
+            meta=meta,
+        )
+
+    def equal(self, other: AttackResult) -> bool:
+        """Bit-identical tensors (dtype, shape and values; NaN-free data assumed)."""
+        for name in self._TENSORS:
+            a, b = getattr(self, name), getattr(other, name)
+            if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(a, b):
+                return False
+        return True
+
+    def save(self, path: str | os.PathLike, extra_meta: dict[str, Any] | None = None) -> Path:
+        """Write ``path`` (safetensors) and ``path.with_suffix('.json')`` (metadata and the
+        sha256 of the tensor file), each atomically (temporary file + ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, Tensor] = {}
+        for name in self._TENSORS:
+            t = getattr(self, name).detach().cpu()
+            if name in self._COMPLEX:
+                t = torch.view_as_real(t)
+            tensors[name] = t.contiguous()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp)
+            digest = _sha256(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        side = {
+            "format": FORMAT,
+            "sha256": digest,
+            "eps": self.eps.tolist(),
+            "meta": {**self.meta, **(extra_meta or {})},
+        }
+        _atomic_write_text(path.with_suffix(".json"), json.dumps(side, indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AttackResult:
+        """Read a result written by :meth:`save` (bit-identical); ``ValueError`` if the sidecar
+        is missing or does not match the tensor file."""
+        path = Path(path)
+        side_path = path.with_suffix(".json")
+        if not path.is_file() or not side_path.is_file():
+            raise FileNotFoundError(f"attack result {path} or its sidecar {side_path.name} missing")
+        side = json.loads(side_path.read_text())
+        if side.get("format") != FORMAT:
+            raise ValueError(f"{side_path}: unknown format {side.get('format')!r}")
+        digest = _sha256(path)
+        if digest != side.get("sha256"):
+            raise ValueError(f"{path}: sha256 does not match its sidecar (corrupt or replaced)")
+        raw = load_file(str(path))
+        kw: dict[str, Any] = {}
+        for name in cls._TENSORS:
+            t = raw[name]
+            kw[name] = torch.view_as_complex(t.contiguous()) if name in cls._COMPLEX else t
+        return cls(**kw, meta=side.get("meta", {}))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# the attack
+
+
+def _u_shape(kspace: Tensor, complex_delta: bool) -> tuple[int, ...]:
+    shape = tuple(kspace.shape)
+    return (*shape, 2) if complex_delta else shape
+
+
+def _delta_from_u(u: Tensor, scale: Tensor, m: Tensor, complex_delta: bool) -> Tensor:
+    """``delta = scale_i * M u`` as a complex tensor ``[N, 1, H, W]`` (differentiable)."""
+    if complex_delta:
+        return torch.view_as_complex(u) * (scale.view(-1, 1, 1, 1) * m)
+    d = u * (scale.view(-1, 1, 1, 1) * m)
+    return torch.complex(d, torch.zeros_like(d))
+
+
+def _attack_flat(
+    model: ReconFn,
+    objective_model: ReconFn | None,
+    kspace: Tensor,
+    mask: Tensor,
+    eps: Tensor,
+    noise: Tensor,
+    *,
+    steps: int,
+    lr: float | None,
+    lr_rel: float,
+    complex_delta: bool,
+    init_scale: float,
+    batch_size: int | None,
+    progress: bool | None,
+) -> dict[str, Tensor]:
+    """The attack on ``N`` independent (image, eps) pairs.
+
+    ``kspace`` complex ``[N, 1, H, W]``; ``eps`` float64 ``[N]``; ``noise`` standard normal of
+    the shape of ``u`` (``[N, 1, H, W]``, ``[N, 1, H, W, 2]`` if complex).  Returns flat tensors:
+    ``delta``, ``y_adv`` ``[N, 1, H, W]``, ``rel_norm``, ``best_damage``, ``best_step`` ``[N]``,
+    ``history`` ``[steps + 1, N]``.
+    """
+    n_items = kspace.shape[0]
+    device = kspace.device
+    rdtype = kspace.real.dtype
+    m = mask.to(device=device, dtype=rdtype)
+    y = kspace * m
+    n_entries = int(mask.sum()) * kspace.shape[-2] * kspace.shape[-3] * (2 if complex_delta else 1)
+    knorm = kspace_norm(kspace).to(torch.float64)  # [N]
+    budget = eps.to(device) * knorm  # ||M delta|| allowed, float64 [N]
+    per_entry = budget / math.sqrt(n_entries)
+    if lr is None:
+        # optimise u = delta / per_entry (ball of radius sqrt(n) in u) and the damage in units
+        # of per_entry^2: a constant weight per pair, so the maximiser is unchanged, but the
+        # gradient no longer shrinks with eps ||k|| towards Adam's epsilon (1e-8), and the run
+        # is invariant to the scale of k for a positively homogeneous model
+        scale = per_entry
+        radius = torch.full_like(budget, math.sqrt(n_entries))
+        weight = 1.0 / per_entry.clamp_min(1e-150).pow(2)
+        step = float(lr_rel)
+    else:  # optimise delta itself on the raw damage (the paper's setting)
+        scale = torch.ones_like(budget)
+        radius = budget
+        weight = torch.ones_like(budget)
+        step = float(lr)
+    init_std = init_scale * per_entry / scale.clamp_min(1e-300)
+
+    out = {
+        "delta": torch.zeros_like(kspace),
+        "y_adv": y.clone(),
+        "best_damage": torch.zeros(n_items, dtype=torch.float32, device=device),
+        "best_step": torch.zeros(n_items, dtype=torch.int64, device=device),
+        "history": torch.zeros(steps + 1, n_items, dtype=torch.float32, device=device),
+    }
+    active = torch.nonzero(budget > 0).flatten()  # zero budget: delta stays exactly zero
+    chunk = int(batch_size) if batch_size else max(1, active.numel())
+    chunks = [active[i : i + chunk] for i in range(0, active.numel(), chunk)]
+    bar = tqdm(
+        total=len(chunks) * steps, desc="k-space attack", disable=_progress_disabled(progress)
+    )
+    mview = m if not complex_delta else m[:, None]
+    try:
+        for idx in chunks:
+            y_c = y[idx]
+            s_c = scale[idx].to(rdtype)
+            r_c = radius[idx].to(rdtype)
+            w_c = weight[idx].to(rdtype)
+            bshape = (-1,) + (1,) * (len(noise.shape) - 1)
+            u = noise[idx].to(device=device, dtype=rdtype) * mview
+            u = (u * init_std[idx].to(rdtype).view(bshape)).requires_grad_(True)
+            opt = torch.optim.Adam([u], lr=step, maximize=True)
+            with torch.no_grad():
+                f0 = model(y_c, mask)
+                g0 = f0 if objective_model is None else objective_model(y_c, mask)
+            best = torch.full((len(idx),), -math.inf, dtype=torch.float32, device=device)
+            best_u = u.detach().clone()
+            best_step = torch.zeros(len(idx), dtype=torch.int64, device=device)
+            for t in range(steps + 1):
+                last = t == steps
+                with torch.set_grad_enabled(not last):
+                    y_adv = y_c + _delta_from_u(u, s_c, m, complex_delta)
+                    if objective_model is None:
+                        obj = (model(y_adv, mask) - f0).pow(2).flatten(1).sum(1)
+                        score = obj.detach().float()
+                    else:
+                        obj = None
+                        if not last:
+                            g = objective_model(y_adv, mask)
+                            obj = (g - g0).pow(2).flatten(1).sum(1)
+                        with torch.no_grad():
+                            score = (model(y_adv.detach(), mask) - f0).pow(2).flatten(1).sum(1)
+                            score = score.float()
+                out["history"][t, idx] = score
+                improved = score > best
+                best = torch.where(improved, score, best)
+                best_step = torch.where(improved, torch.full_like(best_step, t), best_step)
+                keep = improved.view(bshape)
+                best_u = torch.where(keep, u.detach(), best_u)
+                if last:
+                    break
+                opt.zero_grad(set_to_none=True)
+                assert obj is not None
+                (obj * w_c).sum().backward()
+                opt.step()
+                with torch.no_grad():
+                    dims = tuple(range(1, u.ndim))
+                    norm = u.pow(2).sum(dims).sqrt()
+                    factor = (r_c / norm.clamp_min(torch.finfo(rdtype).tiny)).clamp(max=1.0)
+                    u.mul_(factor.view(bshape))
+                bar.update(1)
+            with torch.no_grad():
+                delta = _delta_from_u(best_u, s_c, m, complex_delta)
+                delta = _enforce_bound(delta, budget[idx])
+            out["delta"][idx] = delta
+            out["y_adv"][idx] = y_c + delta
+            out["best_damage"][idx] = best
+            out["best_step"][idx] = best_step
+    finally:
+        bar.close()
+    out["rel_norm"] = torch.where(
+        knorm > 0, _image_norm(out["delta"]) / knorm.clamp_min(1e-300), torch.zeros_like(knorm)
+    )
+    return out
+
+
+def _enforce_bound(delta: Tensor, budget: Tensor) -> Tensor:
+    """Shrink any ``delta`` whose float64 norm exceeds ``budget`` by rounding (complex
+    ``[N, 1, H, W]``, ``budget`` float64 ``[N]``)."""
+    norm = _image_norm(delta)
+    over = norm > budget
+    if not bool(over.any()):
+        return delta
+    factor = torch.where(over, budget / norm.clamp_min(1e-300) * (1 - 1e-7), torch.ones_like(norm))
+    return delta * factor.to(delta.real.dtype).view(-1, 1, 1, 1)
+
+
+def _validate_settings(steps: int, lr: float | None, lr_rel: float, init_scale: float) -> None:
+    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be None or a positive finite float, got {lr!r}")
+    if not (math.isfinite(lr_rel) and lr_rel > 0):
+        raise ValueError(f"lr_rel must be a positive finite float, got {lr_rel!r}")
+    if not (math.isfinite(init_scale) and init_scale > 0):
+        raise ValueError(f"init_scale must be finite and > 0, got {init_scale!r}")
+
+
+def _settings_meta(
+    steps: int,
+    lr: float | None,
+    lr_rel: float,
+    complex_delta: bool,
+    init_scale: float,
+    objective_model: ReconFn | None,
+) -> dict[str, Any]:
+    return {
+        "steps": int(steps),
+        "lr": None if lr is None else float(lr),
+        "lr_rel": float(lr_rel),
+        "lr_mode": "relative" if lr is None else "absolute",
+        "complex_delta": bool(complex_delta),
+        "init_scale": float(init_scale),
+        "objective": "model" if objective_model is None else "objective_model",
+    }
+
+
+def kspace_attack(
+    model: ReconFn,
+    kspace: Tensor,
+    mask: Tensor,
+    eps: EpsLike,
+    steps: int = 100,
+    lr: float | None = None,
+    generator: torch.Generator | None = None,
+    complex_delta: bool = False,
+    *,
+    lr_rel: float = 1.0,
+    objective_model: ReconFn | None = None,
+    init_scale: float = 1e-3,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+) -> AttackResult:
+    """White-box k-space attack (Eq. 5) on ``B`` images for each of ``E`` eps values.
+
+    Args:
+        model: reconstructor ``f(y, mask) -> image`` (differentiable in ``y``); scores the
+            damage and, unless ``objective_model`` is given, supplies the gradients.  An
+            ``nn.Module`` is put in eval mode with frozen parameters for the attack (restored
+            afterwards).
+        kspace: clean fully sampled k-space ``k``, complex ``[B, 1, H, W]``; ``y = M k`` is
+            formed inside.
+        mask: bool ``[W]``, sampled columns.
+        eps: relative L2 budget(s) ``||M delta|| <= eps ||k||``; float or ``E`` values.
+        steps: projected Adam steps (``steps + 1`` iterates are scored).
+        lr: ``None`` (default): step relative to the per-entry budget, see ``lr_rel`` and the
+            module docstring; a float: absolute Adam learning rate on ``delta`` (paper: 0.1).
+        generator: source of the tiny Gaussian start (the default torch RNG if ``None``); the
+            same seed gives identical results.
+        complex_delta: perturb real and imaginary parts (extension); default real ``delta``.
+        lr_rel: Adam step in units of the per-entry budget ``eps ||k|| / sqrt(n)`` (used when
+            ``lr is None``; the profiles' ``AttackConfig.lr_rel``).
+        objective_model: optional differentiable stand-in used for the gradients (e.g. a short
+            fixed-noise sampler of a stochastic model); ``model`` still scores the iterates and
+            picks the best one (one extra forward of ``model`` per step, without grad).
+        init_scale: norm of the random start relative to the budget (about ``init_scale * eps
+            ||k||``); it must be non-zero because the damage has zero gradient at ``delta = 0``.
+        batch_size: at most this many (image, eps) pairs per optimisation run (memory); the
+            result does not depend on it beyond float rounding.
+        progress: tqdm bar; ``None`` = only on a terminal and never when ``$CI`` is set.
+
+    Returns:
+        :class:`AttackResult` with a leading eps axis (``E = 1`` for a scalar eps), tensors on
+        ``kspace``'s device (``eps`` on the CPU).  ``f(y)`` is computed once per chunk, without
+        gradients.  Pairs with
+        eps = 0 (or an all-zero image) are not optimised: ``delta`` is exactly zero, ``y_adv``
+        equals ``y``, and their damage is reported as 0.
+    """
+    _check_kspace(kspace)
+    _check_mask(mask, kspace.shape[-1])
+    _validate_settings(steps, lr, lr_rel, init_scale)
+    eps_t = as_eps(eps)
+    n_eps, n_img = eps_t.shape[0], kspace.shape[0]
+    flat_k = kspace.unsqueeze(0).expand(n_eps, *kspace.shape).reshape(-1, *kspace.shape[1:])
+    flat_eps = eps_t.repeat_interleave(n_img)
+    shape = _u_shape(flat_k, complex_delta)
+    if generator is None:
+        noise = torch.randn(shape, dtype=kspace.real.dtype, device=kspace.device)
+    else:
+        noise = torch.randn(
+            shape, generator=generator, dtype=kspace.real.dtype, device=generator.device
+        ).to(kspace.device)
+    with _frozen(model, objective_model):
+        out = _attack_flat(
+            model,
+            objective_model,
+            flat_k,
+            mask,
+            flat_eps,
+            noise,
+            steps=int(steps),
+            lr=lr,
+            lr_rel=lr_rel,
+            complex_delta=complex_delta,
+            init_scale=init_scale,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    meta = _settings_meta(steps, lr, lr_rel, complex_delta, init_scale, objective_model)
+    return _result_from_flat(out, eps_t, n_img, meta)
+
+
+def _result_from_flat(
+    out: dict[str, Tensor], eps: Tensor, n_img: int, meta: dict[str, Any]
+) -> AttackResult:
+    n_eps = eps.shape[0]
+    img = out["delta"].shape[1:]
+    return AttackResult(
+        eps=eps.clone(),
+        delta=out["delta"].reshape(n_eps, n_img, *img),
+        y_adv=out["y_adv"].reshape(n_eps, n_img, *img),
+        rel_norm=out["rel_norm"].reshape(n_eps, n_img),
+        best_damage=out["best_damage"].reshape(n_eps, n_img),
+        best_step=out["best_step"].reshape(n_eps, n_img),
+        loss_history=out["history"].reshape(-1, n_eps, n_img),
+        meta=meta,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# controls and diagnostics
+
+
+def random_control(
+    delta: Tensor,
+    mask: Tensor,
+    generator: torch.Generator | None = None,
+    real: bool | None = None,
+) -> Tensor:
+    """Gaussian noise on the sampled columns with the per-image norm of ``delta``.
+
+    ``delta``: ``[..., 1, H, W]`` (e.g. ``AttackResult.delta`` ``[E, B, 1, H, W]``), complex or
+    real; ``mask`` bool ``[W]``.  The noise is real-valued (zero imaginary part) when ``real``
+    is true or, with ``real=None``, when ``delta`` is real or has an all-zero imaginary part.
+    Returns a tensor of ``delta``'s shape and dtype whose norm over the last three axes equals
+    that of ``delta`` (float rounding only; zero where ``delta`` is zero).
+    """
+    if delta.ndim < 3:
+        raise ValueError(f"delta must be [..., 1, H, W], got shape {tuple(delta.shape)}")
+    _check_mask(mask, delta.shape[-1])
+    is_complex = torch.is_complex(delta)
+    if real is None:
+        real = (not is_complex) or not bool(delta.imag.ne(0).any())
+    if not real and not is_complex:
+        raise ValueError("a complex control was requested for a real delta")
+    shape = tuple(delta.shape) + (() if real else (2,))
+    dev = generator.device if generator is not None else delta.device
+    z = torch.randn(shape, generator=generator, dtype=torch.float64, device=dev).to(delta.device)
+    m = mask.to(device=delta.device, dtype=torch.float64)
+    z = z * (m if real else m[:, None])
+    if not real:
+        z = torch.view_as_complex(z)
+    target = _image_norm(delta)
+    scale = target / _image_norm(z).clamp_min(1e-300)
+    z = z * scale.view(*scale.shape, 1, 1, 1)
+    if is_complex:
+        dtype = delta.dtype
+        return (z if torch.is_complex(z) else torch.complex(z, torch.zeros_like(z))).to(dtype)
+    return z.to(delta.dtype)
+
+
+def amplification(
+    model: ReconFn,
+    y: Tensor,
+    delta_masked: Tensor,
+    mask: Tensor,
+    clean: Tensor | None = None,
+) -> Tensor:
+    """Error amplification ``||f(y + M delta) - f(y)|| / ||F^-1 M delta||`` per image.
+
+    ``y``: measurement, complex ``[B, 1, H, W]``; ``delta_masked``: ``[B, 1, H, W]`` or with a
+    leading eps axis ``[E, B, 1, H, W]`` (the mask is applied again, idempotently); ``clean``:
+    optional precomputed ``f(y)`` ``[B, 1, H, W]``.  By Parseval ``||F^-1 M delta|| = ||M
+    delta||``.  Returns float64 ``[B]`` or ``[E, B]`` (dimensionless; NaN where delta = 0).
+    Runs without gradients.
+    """
+    _check_kspace(y, "y")
+    _check_mask(mask, y.shape[-1])
+    if delta_masked.shape[-4:] != y.shape:
+        raise ValueError(
+            f"delta shape {tuple(delta_masked.shape)} does not end in y's {tuple(y.shape)}"
+        )
+    lead = delta_masked.shape[:-4]
+    m = mask.to(device=y.device, dtype=y.real.dtype)
+    d = delta_masked.to(y.device) * m
+    if not torch.is_complex(d):
+        d = torch.complex(d, torch.zeros_like(d))
+    d = d.to(y.dtype)
+    with torch.no_grad(), _frozen(model):
+        f0 = model(y, mask) if clean is None else clean
+        y_pert = (y + d).reshape(-1, *y.shape[1:])
+        f1 = model(y_pert, mask).reshape(*lead, *f0.shape)
+        num = _image_norm(f1 - f0)
+    den = _image_norm(ifft2c(d))
+    return num / den
+
+
+def image_route_measurement(kspace: Tensor, delta: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The authors' route from a k-space perturbation to the diffusion model.
+
+    ``x' = normalise(Re F^-1 (k + M delta))`` (min-max to [0, 1] per image), measured again:
+    ``y' = M F x'``.  ``kspace``: complex ``[B, 1, H, W]``; ``delta``: ``[B, 1, H, W]`` or
+    ``[E, B, 1, H, W]`` (real or complex; masked here).  Returns ``(y', x')``: complex and real
+    tensors of ``delta``'s leading shape.  With ``delta = 0`` this gives the matching clean
+    input (not bit-identical to ``M k``: the real part and the normalisation are applied too),
+    so compare the perturbed route against the clean route, not against ``M k``.
+    """
+    _check_kspace(kspace)
+    _check_mask(mask, kspace.shape[-1])
+    if delta.shape[-4:] != kspace.shape:
+        raise ValueError(
+            f"delta shape {tuple(delta.shape)} does not end in kspace's {tuple(kspace.shape)}"
+        )
+    m = mask.to(device=kspace.device, dtype=kspace.real.dtype)
+    x = ifft2c(kspace + delta.to(kspace.device) * m).real
+    flat = x.flatten(-3)
+    lo = flat.min(-1).values[..., None, None, None]
+    hi = flat.max(-1).values[..., None, None, None]
+    x_norm = (x - lo) / (hi - lo).clamp_min(1e-12)
+    y_new = fft2c(x_norm) * m
+    return y_new, x_norm
+
+
+# --------------------------------------------------------------------------------------------
+# cache
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Everything besides the data, the source model and eps that determines a perturbation.
+
+    ``objective``: a label of the ``objective_model`` (e.g. ``"fixed-noise-10"``); empty when the
+    source model's own gradients are used.  ``model_id``: e.g. the sha256 of the source
+    model's weights, so that retrained weights do not reuse old perturbations.
+    """
+
+    steps: int = 100
+    lr: float | None = None
+    lr_rel: float = 1.0
+    seed: int = 0
+    complex_delta: bool = False
+    init_scale: float = 1e-3
+    objective: str = ""
+    model_id: str = ""
+
+    @classmethod
+    def from_profile(cls, profile: Any, **overrides: Any) -> AttackSettings:
+        """Steps, ``lr_rel`` and seed from a :class:`mripkg.profiles.Profile`."""
+        base = {
+            "steps": profile.attack.steps,
+            "lr_rel": profile.attack.lr_rel,
+            "seed": profile.seed,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """12 hex digits identifying these settings (part of the cache file name)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def _safe(name: str, what: str) -> str:
+    s = str(name)
+    if not _SAFE.match(s) or s in (".", ".."):
+        raise ValueError(f"{what} {s!r} must match [A-Za-z0-9_.+-]+ (used in a file name)")
+    return s
+
+
+def item_seed(seed: int, slice_id: int | str, eps: float) -> int:
+    """Seed of the random start of one (slice, eps) pair: independent of batching, so an
+    interrupted cached run resumes to the same numbers as an uninterrupted one."""
+    blob = f"{int(seed)}|{slice_id}|{float(eps)!r}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+class AttackCache:
+    """On-disk store of perturbations, one file pair per (source, split, slice, eps, settings).
+
+    Layout: ``<root>/<source>/<split>/slice-<id>/eps-<eps>_<settings digest>.safetensors``
+    plus a ``.json`` sidecar holding the settings, the key, the mask columns and ``||k||``
+    (validated on load).  ``root`` defaults to ``runs/<profile>/attacks``.  ``source`` names the
+    model the perturbation was crafted on (white-box), e.g. ``"irim"``; the model it is later
+    evaluated on is not part of the key (the perturbation does not depend on it).
+    """
+
+    def __init__(self, profile: str, root: str | os.PathLike | None = None) -> None:
+        self.profile = _safe(profile, "profile")
+        self._root = Path(root) if root is not None else None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            from .paths import run_dir
+
+            self._root = run_dir(self.profile) / "attacks"
+        return self._root
+
+    def path(
+        self, source: str, split: str, slice_id: int | str, eps: float, settings: AttackSettings
+    ) -> Path:
+        e = as_eps(eps)
+        if e.numel() != 1:
+            raise ValueError("one eps per cache entry")
+        tag = format(float(e[0]), ".8g")
+        return (
+            self.root
+            / _safe(source, "source")
+            / _safe(split, "split")
+            / f"slice-{_safe(str(slice_id), 'slice id')}"
+            / f"eps-{tag}_{settings.digest()}.safetensors"
+        )
+
+    def load(
+        self,
+        source: str,
+        split: str,
+        slice_id: int | str,
+        eps: float,
+        settings: AttackSettings,
+        kspace: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> AttackResult | None:
+        """The cached result (``E = B = 1``), or ``None`` if absent or inconsistent.
+
+        With ``kspace`` (complex ``[1, 1, H, W]`` or ``[1, H, W]``) and ``mask`` given, an entry
+        whose ``||k||``, shape or mask differs is treated as absent (with a warning), never
+        reused.
+        """
+        p = self.path(source, split, slice_id, eps, settings)
+        if not p.is_file() or not p.with_suffix(".json").is_file():
+            return None
+        try:
+            res = AttackResult.load(p)
+        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+            warnings.warn(f"ignoring unreadable attack cache {p}: {exc}", stacklevel=2)
+            return None
+        key = res.meta.get("key", {})
+        want = self._key(source, split, slice_id, eps, settings)
+        problem = None
+        if key != want:
+            problem = f"key {key} != {want}"
+        elif kspace is not None and mask is not None:
+            k = kspace.reshape(1, 1, *kspace.shape[-2:])
+            if list(k.shape) != res.meta.get("shape"):
+                problem = f"shape {res.meta.get('shape')} != {list(k.shape)}"
+            elif _mask_cols(mask) != res.meta.get("mask_columns"):
+                problem = "the mask differs"
+            else:
+                kn = float(kspace_norm(k)[0])
+                if not math.isclose(kn, res.meta.get("kspace_norm", -1.0), rel_tol=1e-4):
+                    problem = f"||k|| {res.meta.get('kspace_norm')} != {kn} (other data)"
+        if problem is not None:
+            warnings.warn(f"attack cache {p} does not match ({problem}); recomputing", stacklevel=2)
+            return None
+        return res
+
+    def _key(
+        self, source: str, split: str, slice_id: int | str, eps: float, settings: AttackSettings
+    ) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "source": str(source),
+            "split": str(split),
+            "slice_id": str(slice_id),
+            "eps": float(as_eps(eps)[0]),
+            "settings": settings.to_dict(),
+        }
+
+    def save(
+        self,
+        result: AttackResult,
+        source: str,
+        split: str,
+        slice_id: int | str,
+        settings: AttackSettings,
+        kspace: Tensor,
+        mask: Tensor,
+    ) -> Path:
+        """Store a one-image, one-eps result (atomically)."""
+        if result.n_eps != 1 or result.batch_size != 1:
+            raise ValueError("cache entries hold one eps and one image")
+        eps = float(result.eps[0])
+        k = kspace.reshape(1, 1, *kspace.shape[-2:])
+        extra = {
+            "key": self._key(source, split, slice_id, eps, settings),
+            "shape": list(k.shape),
+            "mask_columns": _mask_cols(mask),
+            "kspace_norm": float(kspace_norm(k)[0]),
+        }
+        return result.save(self.path(source, split, slice_id, eps, settings), extra)
+
+    def load_grid(
+        self,
+        source: str,
+        split: str,
+        slice_ids: Sequence[int | str],
+        eps: EpsLike,
+        settings: AttackSettings,
+    ) -> AttackResult:
+        """Assemble cached entries into ``[E, B]`` (``KeyError`` naming the first missing one);
+        no model needed, e.g. to transfer perturbations crafted on ``source`` to another model.
+        """
+        eps_t = as_eps(eps)
+        rows = []
+        for e in eps_t.tolist():
+            items = []
+            for sid in slice_ids:
+                r = self.load(source, split, sid, e, settings)
+                if r is None:
+                    raise KeyError(
+                        f"no cached attack for source={source!r} split={split!r} "
+                        f"slice={sid!r} eps={e!r} settings={settings.digest()}"
+                    )
+                items.append(r)
+            rows.append(AttackResult.concat(items, "batch"))
+        return AttackResult.concat(rows, "eps")
+
+
+def _mask_cols(mask: Tensor) -> list[int]:
+    return torch.nonzero(mask.detach().cpu()).flatten().tolist()
+
+
+def cached_attack(
+    model: ReconFn,
+    kspace: Tensor,
+    mask: Tensor,
+    eps: EpsLike,
+    *,
+    profile: str,
+    source: str,
+    slice_ids: Sequence[int | str],
+    split: str = "test",
+    settings: AttackSettings | None = None,
+    objective_model: ReconFn | None = None,
+    batch_size: int | None = None,
+    cache: AttackCache | None = None,
+    progress: bool | None = None,
+) -> AttackResult:
+    """:func:`kspace_attack` with a per-(slice, eps) disk cache; the same ``[E, B]`` layout.
+
+    ``kspace``: complex ``[B, 1, H, W]``; ``slice_ids``: ``B`` ids unique within ``split``;
+    ``source``: name of ``model`` (the model attacked white-box).  Missing (slice, eps) pairs
+    are attacked together (chunked by ``batch_size``) and each is saved as soon as its chunk is
+    done, so an interrupted run resumes.  The random start of each pair is drawn from
+    :func:`item_seed` (``settings.seed``, slice id, eps), so results do not depend on which
+    pairs were cached before (up to float rounding of batched model evaluation), and a cached
+    entry reloads bit-identically.  ``cache`` defaults to ``AttackCache(profile)``
+    (``runs/<profile>/attacks``).  Returns CPU tensors (every entry is read back from disk, so
+    a fresh and a cached call return the same bits).  Pairs are saved per chunk: give
+    ``batch_size`` so that an interruption loses at most one chunk.
+    """
+    _check_kspace(kspace)
+    _check_mask(mask, kspace.shape[-1])
+    settings = settings or AttackSettings()
+    _validate_settings(settings.steps, settings.lr, settings.lr_rel, settings.init_scale)
+    if objective_model is not None and not settings.objective:
+        raise ValueError("give settings.objective a label when an objective_model is used")
+    if len(slice_ids) != kspace.shape[0]:
+        raise ValueError(f"{len(slice_ids)} slice ids for {kspace.shape[0]} images")
+    if len({str(s) for s in slice_ids}) != len(slice_ids):
+        raise ValueError("slice ids must be unique")
+    cache = cache or AttackCache(profile)
+    if cache.profile != profile:
+        raise ValueError(f"cache is for profile {cache.profile!r}, not {profile!r}")
+    eps_t = as_eps(eps)
+    grid: dict[tuple[int, int], AttackResult] = {}
+    missing: list[tuple[int, int]] = []
+    for j, e in enumerate(eps_t.tolist()):
+        for b, sid in enumerate(slice_ids):
+            r = cache.load(source, split, sid, e, settings, kspace[b], mask)
+            if r is None:
+                missing.append((j, b))
+            else:
+                grid[(j, b)] = r
+    if missing:
+        chunk = int(batch_size) if batch_size else len(missing)
+        meta = _settings_meta(
+            settings.steps,
+            settings.lr,
+            settings.lr_rel,
+            settings.complex_delta,
+            settings.init_scale,
+            objective_model,
+        )
+        with _frozen(model, objective_model):
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                bs = torch.tensor([b for _, b in part], device=kspace.device)
+                flat_k = kspace[bs]
+                flat_eps = torch.stack([eps_t[j] for j, _ in part])
+                noise = torch.stack(
+                    [
+                        torch.randn(
+                            _u_shape(flat_k[:1], settings.complex_delta)[1:],
+                            generator=torch.Generator().manual_seed(
+                                item_seed(settings.seed, slice_ids[b], float(eps_t[j]))
+                            ),
+                            dtype=kspace.real.dtype,
+                        )
+                        for j, b in part
+                    ]
+                ).to(kspace.device)
+                out = _attack_flat(
+                    model,
+                    objective_model,
+                    flat_k,
+                    mask,
+                    flat_eps,
+                    noise,
+                    steps=settings.steps,
+                    lr=settings.lr,
+                    lr_rel=settings.lr_rel,
+                    complex_delta=settings.complex_delta,
+                    init_scale=settings.init_scale,
+                    batch_size=None,
+                    progress=progress,
+                )
+                for i, (j, b) in enumerate(part):
+                    one = {
+                        k: (v[:, i : i + 1] if k == "history" else v[i : i + 1])
+                        for k, v in out.items()
+                    }
+                    res = _result_from_flat(one, eps_t[j : j + 1], 1, dict(meta))
+                    cache.save(res, source, split, slice_ids[b], settings, kspace[b], mask)
+                    # reload so fresh and cached calls return the very same bits and metadata
+                    loaded = cache.load(source, split, slice_ids[b], float(eps_t[j]), settings)
+                    grid[(j, b)] = loaded if loaded is not None else res
+    rows = [
+        AttackResult.concat([grid[(j, b)] for b in range(kspace.shape[0])], "batch")
+        for j in range(eps_t.shape[0])
+    ]
+    return AttackResult.concat(rows, "eps")
+
+
+__all__ = [
+    "AttackCache",
+    "AttackResult",
+    "AttackSettings",
+    "EpsLike",
+    "ReconFn",
+    "amplification",
+    "as_eps",
+    "cached_attack",
+    "image_route_measurement",
+    "item_seed",
+    "kspace_attack",
+    "random_control",
+]

@@ -1,0 +1,86 @@
+"""Checkpoints: atomic safetensors + sidecar, verified loading, resumable training."""
+
+import json
+
+import pytest
+import torch
+
+from mripkg.checkpoints import (
+    CheckpointError,
+    load_training_state,
+    load_weights,
+    save_training_state,
+    save_weights,
+)
+from mripkg.data import load_dataset
+from mripkg.profiles import SMOKE
+from mripkg.train import train_model
+
+META = {"profile": "smoke", "model": "toy", "config": {"width": 3}}
+
+
+def _state():
+    g = torch.Generator().manual_seed(0)
+    return {"w": torch.randn(3, 3, generator=g), "b": torch.randn(3, generator=g)}
+
+
+def test_roundtrip_and_sidecar(tmp_path):
+    p = save_weights(tmp_path / "toy.safetensors", _state(), META)
+    state, meta = load_weights(p, "smoke", "toy", {"width": 3})
+    assert all(torch.equal(state[k], v) for k, v in _state().items())
+    assert len(meta["sha256"]) == 64 and meta["package_version"]
+    assert [f.name for f in tmp_path.iterdir() if f.name.endswith(".tmp")] == []
+
+
+def test_fp16_storage_loads_as_float32(tmp_path):
+    p = save_weights(tmp_path / "toy.safetensors", _state(), META, fp16=True)
+    state, meta = load_weights(p)
+    assert meta["fp16"] and state["w"].dtype == torch.float32
+    assert torch.allclose(state["w"], _state()["w"], atol=1e-2)
+
+
+def test_refuses_corrupt_foreign_or_mismatched_checkpoints(tmp_path):
+    p = save_weights(tmp_path / "toy.safetensors", _state(), META)
+    with pytest.raises(CheckpointError, match="profile 'smoke', not 'quick'"):
+        load_weights(p, profile="quick")
+    with pytest.raises(CheckpointError, match="model config"):
+        load_weights(p, config={"width": 4})
+    with pytest.raises(CheckpointError, match="holds model"):
+        load_weights(p, model="irim")
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_weights(p)
+    p.with_suffix(".json").unlink()
+    with pytest.raises(CheckpointError, match="sidecar"):
+        load_weights(p)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_weights(tmp_path / "missing.safetensors")
+
+
+def test_metadata_is_required(tmp_path):
+    with pytest.raises(ValueError, match="profile"):
+        save_weights(tmp_path / "x.safetensors", _state(), {"model": "x", "config": {}})
+
+
+def test_training_state_uses_weights_only_loading(tmp_path):
+    save_training_state(tmp_path / "s.pt", {"step": 3, "t": torch.ones(2), "h": json.dumps([1])})
+    st = load_training_state(tmp_path / "s.pt")
+    assert st["step"] == 3 and torch.equal(st["t"], torch.ones(2))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_training_state(tmp_path / "bad.pt")
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    ds = load_dataset(SMOKE)
+    straight = train_model("ddpm", SMOKE, ds, out_dir=tmp_path / "a", steps=8, progress=False)
+    train_model("ddpm", SMOKE, ds, out_dir=tmp_path / "b", steps=8, stop_at=3, progress=False)
+    st = load_training_state(tmp_path / "b" / "ddpm.state.pt")
+    assert st["step"] == 3
+    resumed = train_model("ddpm", SMOKE, ds, out_dir=tmp_path / "b", steps=8, progress=False)
+    a = load_training_state(tmp_path / "a" / "ddpm.state.pt")["model"]
+    b = load_training_state(tmp_path / "b" / "ddpm.state.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.history["loss"] == resumed.history["loss"]
