@@ -1,0 +1,257 @@
+"""Run the notebooks headless, in order, and write a manifest of the figures.
+
+    python -m mripkg.reproduce --profile quick            # every notebooks/NN_*.ipynb
+    python -m mripkg.reproduce --profile smoke --only 01  # just notebook 01
+    python -m mripkg.reproduce --list
+
+Each notebook is executed with papermill (kernel ``python3``, per-cell timeout
+``profile.cell_timeout_s``, parameter ``profile=<name>``; ``$MRIPKG_PROFILE`` is set for the
+kernel too) into ``build/<profile>/``.  The first failing notebook stops the run with a message
+naming the notebook and the cell, and a non-zero exit status.  At the end ``MANIFEST.md`` is
+written beside the figures (``figures/`` for quick, ``runs/<profile>/figures/`` otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .figures import FIGURE_CLAIMS, figure_files
+from .paths import NOTEBOOKS_DIR, REPO_ROOT, build_dir, figures_dir
+from .profiles import PROFILE_ENV, PROFILES, get_profile
+
+NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
+KERNEL = "python3"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised (or timed out); the message names the notebook and the cell."""
+
+
+@dataclass
+class RunRecord:
+    notebook: str
+    seconds: float
+    figures: list[str] = field(default_factory=list)
+
+
+def quiet() -> bool:
+    """Progress output is suppressed under CI (``$CI`` set to anything but '', 0, false)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def discover(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """``NN_*.ipynb`` in ``notebooks_dir``, sorted by their two-digit number."""
+    if not notebooks_dir.is_dir():
+        raise FileNotFoundError(f"notebooks folder not found: {notebooks_dir}")
+    found = [p for p in notebooks_dir.iterdir() if p.is_file() and NOTEBOOK_RE.match(p.name)]
+    numbers: dict[str, Path] = {}
+    for p in sorted(found):
+        num = p.name[:2]
+        if num in numbers:
+            raise ValueError(f"two notebooks share number {num}: {numbers[num].name}, {p.name}")
+        numbers[num] = p
+    return [numbers[k] for k in sorted(numbers)]
+
+
+def select(notebooks: list[Path], only: str | None) -> list[Path]:
+    """Keep the notebooks whose numbers are listed in ``only`` ("01,03"); all when None."""
+    if not only:
+        return notebooks
+    wanted = [s.strip() for s in only.split(",") if s.strip()]
+    wanted = [w.zfill(2) if w.isdigit() else w for w in wanted]
+    have = {p.name[:2]: p for p in notebooks}
+    missing = [w for w in wanted if w not in have]
+    if missing:
+        raise ValueError(f"--only {only!r}: no notebook numbered {missing}; have {sorted(have)}")
+    return [have[k] for k in sorted(set(wanted))]
+
+
+def _cell_position(source_nb: Path, err) -> str:
+    """Human-readable position of the failing cell in the *source* notebook (papermill's
+    ``cell_index`` counts the injected parameters cell too)."""
+    import nbformat
+
+    index = None
+    try:
+        nb = nbformat.read(source_nb, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and cell.source == err.source:
+                index = i
+                break
+        n_cells = len(nb.cells)
+    except Exception:  # noqa: BLE001 - best effort; fall back to papermill's index
+        n_cells = None
+    if index is None:
+        return f"cell index {err.cell_index} of the executed notebook"
+    first = next((ln for ln in err.source.splitlines() if ln.strip()), "").strip()
+    if len(first) > 70:
+        first = first[:67] + "..."
+    return f"cell {index + 1} of {n_cells} (execution count {err.exec_count}; starts {first!r})"
+
+
+def run_notebook(
+    nb_path: Path,
+    profile: str,
+    out_dir: Path,
+    data_dir: str | None = None,
+    timeout_s: int | None = None,
+) -> Path:
+    """Execute one notebook with papermill into ``out_dir``; raise :class:`NotebookFailed`."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    prof = PROFILES[profile]
+    params: dict[str, object] = {"profile": profile}
+    if data_dir is not None:
+        params["data_dir"] = str(data_dir)
+    out = out_dir / nb_path.name
+    os.environ[PROFILE_ENV] = profile  # the kernel inherits it
+    try:
+        pm.execute_notebook(
+            str(nb_path),
+            str(out),
+            parameters=params,
+            kernel_name=KERNEL,
+            progress_bar=not quiet(),
+            log_output=False,
+            execution_timeout=timeout_s if timeout_s is not None else prof.cell_timeout_s,
+            cwd=str(nb_path.parent),
+        )
+    except PapermillExecutionError as err:
+        where = _cell_position(nb_path, err)
+        raise NotebookFailed(
+            f"notebook {nb_path.name} failed at {where}: {err.ename}: {err.evalue}\n"
+            f"  executed notebook with the traceback: {out}"
+        ) from err
+    except Exception as err:  # kernel death, cell timeout, missing kernel ...
+        raise NotebookFailed(
+            f"notebook {nb_path.name} failed: {type(err).__name__}: {err}\n"
+            f"  partial executed notebook: {out}"
+        ) from err
+    return out
+
+
+def _snapshot(profile: str) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime for p in figure_files(profile)}
+
+
+def write_manifest(
+    profile: str,
+    records: list[RunRecord],
+    started: dt.datetime,
+    total_s: float,
+    data_dir: str | None = None,
+) -> Path:
+    """``MANIFEST.md`` beside the figures: every figure file present, the notebook that made
+    it, the profile, the paper claim it illustrates, the date and the run time."""
+    made_by = {fig: r.notebook for r in records for fig in r.figures}
+    rows = []
+    for path in figure_files(profile):
+        nb_claim = FIGURE_CLAIMS.get(path.stem)
+        claim = nb_claim[1] if nb_claim else "(no claim registered in mripkg.figures)"
+        if path.name in made_by:
+            notebook = made_by[path.name]
+        else:
+            mtime = dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
+            notebook = f"{nb_claim[0] if nb_claim else '?'} (not rebuilt in this run; {mtime})"
+        rows.append((path.name, notebook, claim))
+    lines = [
+        f"# Figures of profile `{profile}`",
+        "",
+        f"- written by `python -m mripkg.reproduce --profile {profile}` (mripkg {__version__})",
+        f"- started {started.isoformat(timespec='seconds')}, "
+        f"total run time {total_s:.1f} s ({total_s / 60:.1f} min)",
+        f"- data: {'embedded MNI152 / Colin27 volumes' if data_dir is None else data_dir}",
+        "- notebooks run: "
+        + (", ".join(f"`{r.notebook}` ({r.seconds:.1f} s)" for r in records) or "none"),
+        "",
+        "| file | notebook | profile | paper claim it illustrates |",
+        "|---|---|---|---|",
+    ]
+    for name, notebook, claim in rows:
+        lines.append(f"| `{name}` | `{notebook}` | {profile} | {claim} |")
+    if not rows:
+        lines.append("| (no figures) | | | |")
+    path = figures_dir(profile) / "MANIFEST.md"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m mripkg.reproduce",
+        description="Run the notebooks in order with papermill and write MANIFEST.md.",
+    )
+    ap.add_argument("--profile", default=None, choices=sorted(PROFILES), help="default: quick")
+    ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
+    ap.add_argument("--data-dir", default=None, help="folder of your own NIfTI volumes")
+    ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    ap.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS_DIR, help="default: notebooks/")
+    ap.add_argument(
+        "--build-dir", type=Path, default=None, help="executed notebooks (default build/<profile>)"
+    )
+    args = ap.parse_args(argv)
+
+    try:
+        notebooks = discover(args.notebooks_dir)
+        selected = select(notebooks, args.only)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.list:
+        for p in notebooks:
+            print(p.name)
+        return 0
+    if not selected:
+        print(f"error: no NN_*.ipynb notebooks in {args.notebooks_dir}", file=sys.stderr)
+        return 2
+
+    profile = get_profile(args.profile).name if args.profile is None else args.profile
+    out_dir = args.build_dir if args.build_dir is not None else build_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: None) if quiet() else (lambda *a: print(*a, flush=True))
+    started = dt.datetime.now()
+    t0 = time.perf_counter()
+    records: list[RunRecord] = []
+    for nb in selected:
+        say(f"[{profile}] running {nb.name} ...")
+        before = _snapshot(profile)
+        t = time.perf_counter()
+        try:
+            run_notebook(nb, profile, out_dir, args.data_dir)
+        except NotebookFailed as err:
+            print(f"FAILED: {err}", file=sys.stderr)
+            print(
+                f"stopped after {time.perf_counter() - t0:.1f} s; later notebooks not run",
+                file=sys.stderr,
+            )
+            return 1
+        after = _snapshot(profile)
+        made = sorted(name for name, m in after.items() if before.get(name) != m)
+        records.append(RunRecord(nb.name, time.perf_counter() - t, made))
+        say(f"[{profile}] {nb.name} done in {records[-1].seconds:.1f} s: {len(made)} figure files")
+    total = time.perf_counter() - t0
+    manifest = write_manifest(profile, records, started, total, args.data_dir)
+    print(f"[{profile}] {len(records)} notebooks in {total:.1f} s; manifest: {_rel(manifest)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

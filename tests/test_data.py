@@ -1,0 +1,238 @@
+"""Loading NIfTI volumes, pseudo-subjects, splits and determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from mripkg.data import (
+    VolumeError,
+    _embedded_dataset,
+    dataset_fingerprint,
+    embedded_path,
+    load_dataset,
+    load_volume,
+    pseudo_subject,
+)
+from mripkg.profiles import SMOKE
+
+
+def _write(path, data, affine=None):
+    img = nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine)
+    nib.save(img, str(path))
+    return path
+
+
+def _volume(shape=(6, 7, 5), seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------- load_volume
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_load_good_volume(tmp_path, ext):
+    data = _volume()
+    path = _write(tmp_path / f"good{ext}", data, np.diag([2.0, 2.5, 3.0, 1.0]))
+    vol, vox = load_volume(path)
+    assert vol.dtype == np.float32 and vol.shape == data.shape
+    np.testing.assert_array_equal(vol, data)
+    assert vox == pytest.approx((2.0, 2.5, 3.0))
+
+
+def test_load_volume_reorients_to_ras(tmp_path):
+    """An LPS affine (x and y flipped) must come back flipped along x and y."""
+    data = _volume((5, 6, 4), seed=1)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    vol, _ = load_volume(_write(tmp_path / "lps.nii.gz", data, lps))
+    np.testing.assert_array_equal(vol, data[::-1, ::-1, :])
+    # an already-RAS affine leaves the array alone
+    vol_ras, _ = load_volume(_write(tmp_path / "ras.nii.gz", data))
+    np.testing.assert_array_equal(vol_ras, data)
+
+
+def test_load_volume_drops_trailing_singleton(tmp_path):
+    data = _volume((4, 5, 6, 1), seed=2)
+    vol, _ = load_volume(_write(tmp_path / "one.nii", data))
+    assert vol.shape == (4, 5, 6)
+    np.testing.assert_array_equal(vol, data[..., 0])
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.nii.gz"
+    with pytest.raises(FileNotFoundError, match="nowhere.nii.gz"):
+        load_volume(path)
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_corrupt_file(tmp_path, ext):
+    path = tmp_path / f"garbage{ext}"
+    path.write_bytes(np.random.default_rng(3).bytes(4000))
+    with pytest.raises(VolumeError, match=f"garbage{ext}"):
+        load_volume(path)
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_truncated_file(tmp_path, ext):
+    good = _write(tmp_path / f"full{ext}", _volume((20, 20, 20), seed=4))
+    raw = good.read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(raw[: int(len(raw) * 0.6)])
+    with pytest.raises(VolumeError, match=f"cut{ext}"):
+        load_volume(cut)
+
+
+def test_2d_image_is_refused(tmp_path):
+    path = _write(tmp_path / "flat.nii.gz", _volume((8, 9)))
+    with pytest.raises(VolumeError, match=r"flat\.nii\.gz.*\(8, 9\)"):
+        load_volume(path)
+
+
+def test_4d_image_is_refused(tmp_path):
+    path = _write(tmp_path / "rgb.nii.gz", _volume((4, 5, 6, 3)))
+    with pytest.raises(VolumeError, match=r"rgb\.nii\.gz.*\(4, 5, 6, 3\)"):
+        load_volume(path)
+
+
+def test_nan_voxels_are_refused(tmp_path):
+    data = _volume()
+    data[1, 2, 3] = np.nan
+    data[0, 0, 0] = np.inf
+    path = _write(tmp_path / "nan.nii", data)
+    with pytest.raises(VolumeError, match=r"nan\.nii.*2 non-finite"):
+        load_volume(path)
+
+
+def test_embedded_volumes_load():
+    for name in ("mni152", "colin27", "colin27_skull"):
+        vol, vox = load_volume(embedded_path(name))
+        assert vol.ndim == 3 and min(vol.shape) > 150
+        assert vox == pytest.approx((1.0, 1.0, 1.0))
+        assert vol.max() > 0
+
+
+# ------------------------------------------------------------- embedded data set
+
+
+@pytest.fixture(scope="module")
+def smoke_ds():
+    return load_dataset(SMOKE)
+
+
+def test_splits_are_disjoint_by_subject(smoke_ds):
+    subjects = {name: set(s.subject_ids) for name, s in smoke_ds.splits.items()}
+    assert set(subjects) == {"train", "val", "test", "test_id"}
+    names = list(subjects)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not subjects[a] & subjects[b], (a, b)
+    assert subjects["test"] == {"colin27"}
+    cfg = SMOKE.data
+    assert len(subjects["train"]) == cfg.n_train_subjects
+    assert len(subjects["val"]) == cfg.n_val_subjects
+    assert len(subjects["test_id"]) == cfg.n_test_id_subjects
+
+
+def test_slices_masks_and_shapes(smoke_ds):
+    s = SMOKE.image_size
+    for name, split in smoke_ds.splits.items():
+        assert split.images.shape[1:] == (1, s, s), name
+        assert split.images.dtype == torch.float32
+        assert split.masks.shape == split.images.shape and split.masks.dtype == torch.bool
+        assert float(split.images.min()) >= 0.0 and float(split.images.max()) <= 1.0
+        assert split.masks.flatten(1).any(1).all(), f"{name}: empty head mask"
+        assert len(split.subjects) == len(split.slice_index) == len(split)
+    assert len(smoke_ds["test"]) == SMOKE.data.n_test_slices
+    assert len(smoke_ds["test_id"]) == SMOKE.data.n_test_slices
+
+
+def test_pseudo_subject_is_deterministic():
+    vol, vox = load_volume(embedded_path("mni152"))
+    cfg = SMOKE.data
+    a = pseudo_subject(vol, vox, cfg, seed=11, index=0)
+    b = pseudo_subject(vol, vox, cfg, seed=11, index=0)
+    c = pseudo_subject(vol, vox, cfg, seed=12, index=0)
+    d = pseudo_subject(vol, vox, cfg, seed=11, index=1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(a, d)
+    assert a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
+
+
+def test_same_seed_same_slices_bit_for_bit(smoke_ds):
+    build = _embedded_dataset.__wrapped__  # bypass the lru_cache: two genuinely fresh builds
+    first, second = build(SMOKE.data), build(SMOKE.data)
+    assert dataset_fingerprint(first) == dataset_fingerprint(second)
+    for name in first.splits:
+        assert torch.equal(first[name].images, second[name].images), name
+        assert torch.equal(first[name].masks, second[name].masks), name
+    assert dataset_fingerprint(first) == dataset_fingerprint(smoke_ds)
+
+
+def test_different_seed_different_slices(smoke_ds):
+    other = _embedded_dataset.__wrapped__(dataclasses.replace(SMOKE.data, split_seed=4321))
+    assert dataset_fingerprint(other) != dataset_fingerprint(smoke_ds)
+    assert not torch.equal(other["train"].images[:1], smoke_ds["train"].images[:1])
+    # the test set (Colin27) does not depend on the pseudo-subject seed
+    assert torch.equal(other["test"].images, smoke_ds["test"].images)
+
+
+# ------------------------------------------------------------ the user's NIfTI files
+
+
+def _synthetic_head(seed: int, shape=(32, 36, 30)) -> np.ndarray:
+    """An ellipsoidal 'head' with smooth texture, a different one per seed."""
+    rng = np.random.default_rng(seed)
+    axes = [np.linspace(-1, 1, n) for n in shape]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    r = rng.uniform(0.7, 0.85, size=3)
+    inside = (x / r[0]) ** 2 + (y / r[1]) ** 2 + (z / r[2]) ** 2 < 1
+    texture = 0.6 + 0.3 * np.sin(5 * x + rng.uniform(0, 6)) * np.cos(4 * y)
+    return (inside * texture * rng.uniform(50, 200)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("user_nifti")
+    for i in range(6):
+        _write(d / f"subject{i:02d}.nii.gz", _synthetic_head(i), np.diag([4.0, 4.0, 4.0, 1.0]))
+    (d / "notes.txt").write_text("not a volume")
+    return d
+
+
+def test_user_data_split_by_subject(user_dir):
+    ds = load_dataset(SMOKE, user_dir)
+    assert ds.source == str(user_dir)
+    subjects = {name: set(s.subject_ids) for name, s in ds.splits.items()}
+    assert subjects["train"] and subjects["val"] and subjects["test"]
+    assert not subjects["train"] & subjects["val"]
+    assert not subjects["train"] & subjects["test"]
+    assert not subjects["val"] & subjects["test"]
+    every = subjects["train"] | subjects["val"] | subjects["test"]
+    assert every == {f"subject{i:02d}.nii.gz" for i in range(6)}
+    # the paper's test protocol: one slice per held-out test volume
+    test = ds["test"]
+    assert len(test) == len(subjects["test"])
+    assert sorted(test.subjects) == sorted(subjects["test"])
+    for split in ds.splits.values():
+        assert split.images.shape[1:] == (1, SMOKE.image_size, SMOKE.image_size)
+        assert float(split.images.min()) >= 0 and float(split.images.max()) <= 1
+    # and it is deterministic
+    again = load_dataset(SMOKE, user_dir)
+    assert dataset_fingerprint(again) == dataset_fingerprint(ds)
+
+
+def test_user_data_needs_three_volumes(tmp_path):
+    for i in range(2):
+        _write(tmp_path / f"s{i}.nii", _synthetic_head(i))
+    with pytest.raises(ValueError, match="at least 3"):
+        load_dataset(SMOKE, tmp_path)
+
+
+def test_user_data_dir_must_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        load_dataset(SMOKE, tmp_path / "missing")

@@ -1,0 +1,97 @@
+"""The papermill runner: notebook 01 end to end under the smoke profile, and a failing
+notebook that must stop the run with a message naming the notebook and the cell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from mripkg.paths import REPO_ROOT, build_dir, figures_dir, run_dir
+from mripkg.reproduce import discover, select
+
+
+def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CI="1")
+    env.pop("MRIPKG_PROFILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mripkg.reproduce", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _write_nb(path, cells):
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+    nbformat.write(nb, str(path))
+
+
+def test_discover_and_select(tmp_path):
+    for name in ("02_b.ipynb", "01_a.ipynb", "10_c.ipynb", "notes.ipynb", "3_x.ipynb"):
+        _write_nb(tmp_path / name, [])
+    found = discover(tmp_path)
+    assert [p.name for p in found] == ["01_a.ipynb", "02_b.ipynb", "10_c.ipynb"]
+    assert [p.name for p in select(found, "10,1")] == ["01_a.ipynb", "10_c.ipynb"]
+    with pytest.raises(ValueError, match="07"):
+        select(found, "07")
+
+
+def test_list():
+    res = _run("--list", timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "01_data.ipynb" in res.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_notebook_01_end_to_end_smoke():
+    res = _run("--profile", "smoke", "--only", "01")
+    assert res.returncode == 0, f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    executed = build_dir("smoke") / "01_data.ipynb"
+    assert executed.is_file()
+    nb = nbformat.read(executed, as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    figs = figures_dir("smoke")
+    for ext in ("png", "pdf"):
+        assert (figs / f"fig1_data_and_mask.{ext}").stat().st_size > 0
+    manifest = (figs / "MANIFEST.md").read_text()
+    assert "fig1_data_and_mask.png" in manifest and "01_data.ipynb" in manifest
+    assert "smoke" in manifest
+    assert (run_dir("smoke") / "metrics_zero_filled.json").is_file()
+
+
+@pytest.mark.slow
+def test_failing_notebook_stops_the_run(tmp_path):
+    nbdir, out = tmp_path / "notebooks", tmp_path / "build"
+    nbdir.mkdir()
+    param = new_code_cell('profile: str = "quick"', metadata={"tags": ["parameters"]})
+    _write_nb(
+        nbdir / "01_fails.ipynb",
+        [
+            new_markdown_cell("# a notebook that fails"),
+            param,
+            new_code_cell("x = 1"),
+            new_code_cell("raise RuntimeError('deliberate failure for the test')"),
+            new_code_cell("assert False, 'never reached'"),
+        ],
+    )
+    _write_nb(nbdir / "02_after.ipynb", [param, new_code_cell("open('ran', 'w').close()")])
+    res = _run("--profile", "smoke", "--notebooks-dir", str(nbdir), "--build-dir", str(out))
+    assert res.returncode != 0
+    assert "01_fails.ipynb" in res.stderr
+    assert "cell 4 of 5" in res.stderr
+    assert "RuntimeError" in res.stderr and "deliberate failure" in res.stderr
+    assert (out / "01_fails.ipynb").is_file()  # kept, with the traceback
+    assert not (out / "02_after.ipynb").exists()  # stopped at the first failure
+    assert not (nbdir / "ran").exists()
