@@ -47,6 +47,11 @@ FIGURE_CLAIMS: dict[str, tuple[str, str]] = {
         "Claim 1 (first half): an unsupervised diffusion model trained on images only "
         "reconstructs 8x-undersampled brain MRI, next to the supervised ResUNet++ and i-RIM.",
     ),
+    "fig2_training_curves": (
+        "02_training.ipynb",
+        "Setting: the three models are trained (supervised on pairs; the DDPM on images only) "
+        "until their validation metrics level off; the loss and validation curves show how far.",
+    ),
     "fig3_white_box": (
         "03_white_box.ipynb",
         "Claims 1 and 5: tiny worst-case k-space perturbations (relative L2 norm eps) distort "
@@ -344,6 +349,90 @@ def plot_data_and_mask(
     return fig
 
 
+# ------------------------------------------------------------------------ figure 2
+
+MODEL_COLUMNS = ("zero_filled", "resunetpp", "irim", "diffusion")
+MODEL_LABELS = {
+    "zero_filled": "zero-filled",
+    "resunetpp": "ResUNet++",
+    "irim": "i-RIM",
+    "diffusion": "diffusion",
+}
+MODEL_COLORS = {
+    "zero_filled": "0.5",
+    "resunetpp": "tab:blue",
+    "irim": "tab:orange",
+    "diffusion": "tab:green",
+}
+
+
+def plot_clean_reconstructions(
+    split: MRIDataset | object,
+    recs: dict[str, torch.Tensor],
+    table: dict[str, dict[str, list[float]]],
+    n_slices: int = 3,
+    err_vmax: float = 0.33,
+) -> Figure:
+    """Figure 2: rows of test slices, columns ground truth | zero-filled | ResUNet++ | i-RIM |
+    diffusion, each reconstruction with its absolute-error map beneath and PSNR/SSIM (paper
+    convention) in its title.  ``recs[model]``: ``[N, 1, H, W]``; ``table``: per-slice metrics."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    images = split.images  # type: ignore[attr-defined]
+    n = images.shape[0]
+    idx = np.unique(np.linspace(0, n - 1, n_slices + 2).round().astype(int)[1:-1]) if n > 2 else [0]
+    cols = [m for m in MODEL_COLUMNS if m in recs]
+    fig = plt.figure(figsize=(1.9 * (len(cols) + 1), 3.9 * len(idx)), layout="constrained")
+    axes = fig.subplots(2 * len(idx), len(cols) + 1, squeeze=False)
+    for r, i in enumerate(idx):
+        top, bottom = axes[2 * r], axes[2 * r + 1]
+        image_panel(top[0], images[i], f"ground truth, slice {i}")
+        bottom[0].axis("off")
+        for c, m in enumerate(cols, start=1):
+            image_panel(
+                top[c],
+                recs[m][i],
+                MODEL_LABELS[m],
+                psnr=table[m]["psnr"][i],
+                ssim=table[m]["ssim"][i],
+            )
+            error_panel(bottom[c], recs[m][i], images[i], "|error|", vmax=err_vmax)
+    return fig
+
+
+def plot_training_curves(histories: dict[str, dict]) -> Figure:
+    """Training loss (moving average) and validation PSNR against steps, one panel each per
+    model that has a history."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    names = [m for m in ("resunetpp", "irim", "diffusion") if histories.get(m)]
+    fig, axes = plt.subplots(
+        2,
+        max(1, len(names)),
+        figsize=(3.6 * max(1, len(names)), 5),
+        squeeze=False,
+        layout="constrained",
+    )
+    for c, m in enumerate(names):
+        h = histories[m]
+        loss = np.asarray(h.get("loss", []), dtype=float)
+        steps = np.asarray(h.get("step", np.arange(1, len(loss) + 1)), dtype=float)
+        if loss.size:
+            w = max(1, loss.size // 50)
+            smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+            axes[0, c].plot(steps[: smooth.size] + w - 1, smooth, color=MODEL_COLORS[m])
+            axes[0, c].set_yscale("log")
+        axes[0, c].set_title(f"{MODEL_LABELS[m]}: training loss")
+        axes[0, c].set_xlabel("step")
+        if h.get("val_step"):
+            axes[1, c].plot(h["val_step"], h["val_psnr"], "o-", color=MODEL_COLORS[m], ms=3)
+        axes[1, c].set_title("validation PSNR (dB)")
+        axes[1, c].set_xlabel("step")
+    return fig
+
+
 def figure_files(profile: Profile | str) -> list[Path]:
     """The figure files (``fig*.png`` / ``fig*.pdf``) present for a profile, sorted."""
     d = figures_dir(_profile_name(profile))
@@ -375,7 +464,9 @@ __all__ = [
     "metric_label",
     "no_ticks",
     "panel_letter",
+    "plot_clean_reconstructions",
     "plot_data_and_mask",
+    "plot_training_curves",
     "save",
     "to_image",
     "use_style",

@@ -167,13 +167,13 @@ QUICK = Profile(
         min_foreground=0.15,
         n_test_slices=16,
     ),
-    resunetpp=ResUNetPPConfig(filters=(16, 32, 64, 128), train_steps=3000, batch_size=8),
+    resunetpp=ResUNetPPConfig(filters=(12, 24, 48, 96), train_steps=2000, batch_size=8),
     irim=IRIMConfig(
         n_steps=6,
         multiplicity=4,
         hidden=32,
         dilations=(1, 2, 4, 1),
-        train_steps=3000,
+        train_steps=2000,
         batch_size=8,
     ),
     ddpm=DDPMConfig(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -415,8 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="override the profile's step count")
     ap.add_argument("--fresh", action="store_true", help="ignore a saved training state")
     ap.add_argument("--ship", action="store_true", help="copy the best weights to weights/")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="override the profile's torch thread count"
+    )
     args = ap.parse_args(argv)
     profile = get_profile(args.profile)
+    if args.threads is not None:
+        profile = dataclasses.replace(profile, threads=args.threads)
     names = list(MODEL_NAMES) if args.all else (args.model or [])
     if not names:
         ap.error("name a --model or pass --all")
