@@ -93,6 +93,14 @@ class AttackConfig:
     lr_rel: float = 1.0  # Adam step relative to the per-entry budget
     diffusion_whitebox: bool = False
     diffusion_steps: int = 10  # respaced schedule differentiated through (white-box DDPM)
+    # white-box on the diffusion model (opt-in): test slices and eps values
+    diffusion_whitebox_slices: int = 4
+    diffusion_whitebox_eps: tuple[float, ...] = (0.01, 0.04, 0.08)
+    # transfer to the diffusion model (the expensive target): eps values, test slices, seeds
+    diffusion_eps: tuple[float, ...] = (0.01, 0.02, 0.04, 0.08)
+    diffusion_slices: int = 8
+    diffusion_seeds: int = 2  # sampler seeds at route_eps (the first is the profile seed)
+    route_eps: float = 0.04  # eps of the seed spread and of the authors' image route
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,17 @@ SMOKE = Profile(
         val_every=15,
         n_sampler_seeds=2,
     ),
-    attack=AttackConfig(steps=5, n_slices=2, eps_grid=(0.0, 0.02, 0.08), diffusion_steps=2),
+    attack=AttackConfig(
+        steps=5,
+        n_slices=2,
+        eps_grid=(0.0, 0.02, 0.08),
+        diffusion_steps=2,
+        diffusion_whitebox_slices=1,
+        diffusion_whitebox_eps=(0.04,),
+        diffusion_eps=(0.01, 0.02, 0.04),
+        diffusion_slices=2,
+        diffusion_seeds=2,
+    ),
     threads=2,
     cell_timeout_s=900,
 )
@@ -167,20 +185,20 @@ QUICK = Profile(
         min_foreground=0.15,
         n_test_slices=16,
     ),
-    resunetpp=ResUNetPPConfig(filters=(12, 24, 48, 96), train_steps=2000, batch_size=8),
+    resunetpp=ResUNetPPConfig(filters=(8, 16, 32, 64), train_steps=1500, batch_size=8),
     irim=IRIMConfig(
         n_steps=6,
         multiplicity=4,
         hidden=32,
         dilations=(1, 2, 4, 1),
-        train_steps=2000,
+        train_steps=1500,
         batch_size=8,
     ),
     ddpm=DDPMConfig(
         base_channels=32,
         channel_mults=(1, 2, 2, 4),
         num_res_blocks=1,
-        train_steps=24000,
+        train_steps=12000,
         batch_size=16,
         crop_size=64,
         sampler_steps=100,
@@ -223,7 +241,16 @@ PAPER = Profile(
         ema_decay=0.9999,
         val_every=10000,
     ),
-    attack=AttackConfig(steps=100, n_slices=32, diffusion_whitebox=True, diffusion_steps=20),
+    attack=AttackConfig(
+        steps=100,
+        n_slices=32,
+        diffusion_whitebox=True,
+        diffusion_steps=20,
+        diffusion_whitebox_slices=8,
+        diffusion_eps=(0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08),
+        diffusion_slices=32,
+        diffusion_seeds=3,
+    ),
     threads=8,
     cell_timeout_s=86400,
 )

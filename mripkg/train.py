@@ -185,12 +185,16 @@ def train_model(
     progress: bool | None = None,
     steps: int | None = None,
     stop_at: int | None = None,
+    log_progress: bool = False,
+    resume_point: Path | None = None,
 ) -> TrainResult:
     """Train ``name`` (``resunetpp``, ``irim`` or ``ddpm``) with the profile's settings.
 
     Resumes from ``<model>.state.pt`` when present (and ``resume``); stops early, after saving
     its state, once ``max_minutes`` of wall time have passed or at step ``stop_at``.  Returns the
-    best network so far.
+    best network so far.  Without a local state, a portable resume point
+    (``weights/<profile>/<model>.resume.safetensors``, see :func:`export_resume_state`) is
+    picked up.
     """
     setup_torch(profile)
     ds = dataset if dataset is not None else load_dataset(profile)
@@ -209,6 +213,7 @@ def train_model(
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(profile.seed * 7919 + MODEL_NAMES.index(name))
     start, cpu_used = 0, 0.0
+    adam_restart: int | None = None  # step at which Adam restarted without its moments
     history: dict[str, list] = {
         "step": [],
         "loss": [],
@@ -217,6 +222,11 @@ def train_model(
         "val_ssim": [],
     }
     best_ssim = -math.inf
+    portable = resume_point
+    if portable is None and out_dir is None:
+        portable = shipped_weights_dir(profile.name) / f"{name}.resume.safetensors"
+    if resume and not state_path.is_file() and portable is not None and portable.is_file():
+        import_resume_state(name, profile, portable, state_path, net, opt)
     if resume and state_path.is_file():
         st = load_training_state(state_path)
         if st.get("profile") != profile.name or st.get("config") != model_config(name, net):
@@ -232,6 +242,7 @@ def train_model(
         start, cpu_used = int(st["step"]), float(st["cpu_time_s"])
         history = json.loads(st["history"])
         best_ssim = float(st["best_ssim"])
+        adam_restart = st.get("adam_restart_step")
     val = _val_subset(ds["val"], 4 if is_ddpm else 16)
     schedule = NoiseSchedule(cfg.num_timesteps, cfg.beta_min, cfg.beta_max) if is_ddpm else None
     val_every = cfg.val_every
@@ -252,6 +263,7 @@ def train_model(
                 "cpu_time_s": cpu_used + time.process_time() - t_cpu0,
                 "history": json.dumps(history),
                 "best_ssim": best_ssim,
+                "adam_restart_step": adam_restart,
             },
         )
 
@@ -292,7 +304,10 @@ def train_model(
     step = start
     for step in bar:
         for pg in opt.param_groups:
-            pg["lr"] = _lr_at(step, cfg.lr, getattr(cfg, "warmup_steps", 100), total)
+            lr = _lr_at(step, cfg.lr, getattr(cfg, "warmup_steps", 100), total)
+            if adam_restart is not None:  # re-warm after a restart without Adam's moments
+                lr *= min(1.0, (step - adam_restart + 1) / REWARM_STEPS)
+            pg["lr"] = lr
         if is_ddpm:
             x0 = _crop_batch(ds["train"], cfg.crop_size, cfg.batch_size, g)
             x0 = x0.contiguous(memory_format=torch.channels_last)
@@ -322,6 +337,13 @@ def train_model(
             validate(done)
         if done % save_every == 0 or done == total:
             save_state(done)
+            if disable and log_progress:
+                recent = history["loss"][-save_every:]
+                print(
+                    f"[{name}] step {done}/{total} loss {sum(recent) / len(recent):.4f} "
+                    f"wall {time.time() - t_wall0:.0f} s",
+                    flush=True,
+                )
         out_of_time = max_minutes is not None and time.time() - t_wall0 > 60 * max_minutes
         if out_of_time or (stop_at is not None and done >= stop_at):
             save_state(done)
@@ -334,6 +356,64 @@ def train_model(
     net.load_state_dict(state)
     net.eval()
     return TrainResult(name, net, best_path, history, meta)
+
+
+# --------------------------------------------------------------------------------------------
+# portable resume state (for training that spans machines or sessions)
+
+REWARM_STEPS = 100
+
+
+def export_resume_state(
+    name: str, profile: Profile, state_dir: Path | None = None, dst_dir: Path | None = None
+) -> Path:
+    """Write a compact, committable resume point of an interrupted run:
+    ``weights/<profile>/<model>.resume.safetensors`` (raw and EMA weights, fp32) + JSON sidecar
+    (step, CPU time, history, generator state).  Adam's moments are left out (they would double
+    the size); :func:`train_model` restarts Adam from them with a 100-step LR re-warm-up."""
+    _, state_path, _ = _paths(name, profile, state_dir)
+    st = load_training_state(state_path)
+    tensors = {f"model.{k}": v for k, v in st["model"].items()}
+    tensors.update({f"ema.{k}": v for k, v in st["ema"].items()})
+    meta = {
+        "profile": profile.name,
+        "model": name,
+        "config": st["config"],
+        "step": int(st["step"]),
+        "cpu_time_s": float(st["cpu_time_s"]),
+        "best_ssim": float(st["best_ssim"]),
+        "history": st["history"],
+        "generator": st["generator"].tolist(),
+        "note": "resume point; Adam moments not included",
+    }
+    d = Path(dst_dir) if dst_dir is not None else shipped_weights_dir(profile.name)
+    return save_weights(d / f"{name}.resume.safetensors", tensors, meta)
+
+
+def import_resume_state(
+    name: str, profile: Profile, path: Path, state_path: Path, net: nn.Module, opt
+) -> None:
+    """Turn a portable resume point into a local training state (fresh Adam moments)."""
+    tensors, meta = load_weights(path, profile.name, name, model_config(name, net))
+    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    net.load_state_dict(model)
+    save_training_state(
+        state_path,
+        {
+            "profile": profile.name,
+            "config": meta["config"],
+            "model": model,
+            "optimizer": opt.state_dict(),
+            "ema": ema,
+            "generator": torch.tensor(meta["generator"], dtype=torch.uint8),
+            "step": int(meta["step"]),
+            "cpu_time_s": float(meta["cpu_time_s"]),
+            "history": meta["history"],
+            "best_ssim": float(meta["best_ssim"]),
+            "adam_restart_step": int(meta["step"]),
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="ignore a saved training state")
     ap.add_argument("--ship", action="store_true", help="copy the best weights to weights/")
     ap.add_argument(
+        "--export-resume",
+        action="store_true",
+        help="only write weights/<profile>/<model>.resume.safetensors from the saved state",
+    )
+    ap.add_argument(
         "--threads", type=int, default=None, help="override the profile's torch thread count"
     )
     args = ap.parse_args(argv)
@@ -426,9 +511,18 @@ def main(argv: list[str] | None = None) -> int:
     names = list(MODEL_NAMES) if args.all else (args.model or [])
     if not names:
         ap.error("name a --model or pass --all")
+    if args.export_resume:
+        for name in names:
+            print(f"wrote {export_resume_state(name, profile)}")
+        return 0
     for name in names:
         res = train_model(
-            name, profile, resume=not args.fresh, max_minutes=args.max_minutes, steps=args.steps
+            name,
+            profile,
+            resume=not args.fresh,
+            max_minutes=args.max_minutes,
+            steps=args.steps,
+            log_progress=True,
         )
         print(
             f"{name}: best val PSNR {res.meta['val_psnr']:.2f} dB, SSIM {res.meta['val_ssim']:.4f}"

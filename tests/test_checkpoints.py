@@ -84,3 +84,28 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     b = load_training_state(tmp_path / "b" / "ddpm.state.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight.history["loss"] == resumed.history["loss"]
+
+
+def test_portable_resume_point_continues_training(tmp_path):
+    from mripkg.train import export_resume_state
+
+    ds = load_dataset(SMOKE)
+    train_model("ddpm", SMOKE, ds, out_dir=tmp_path / "a", steps=8, stop_at=4, progress=False)
+    point = export_resume_state("ddpm", SMOKE, state_dir=tmp_path / "a", dst_dir=tmp_path / "w")
+    assert (
+        point.stat().st_size
+        < 2
+        * sum(
+            v.numel() * 4
+            for v in load_training_state(tmp_path / "a" / "ddpm.state.pt")["model"].values()
+        )
+        + 4096
+    )
+    res = train_model(
+        "ddpm", SMOKE, ds, out_dir=tmp_path / "b", steps=8, progress=False, resume_point=point
+    )
+    st = load_training_state(tmp_path / "b" / "ddpm.state.pt")
+    assert st["step"] == 8 and st["adam_restart_step"] == 4
+    assert len(res.history["loss"]) == 8  # the first 4 losses came with the resume point
+    with pytest.raises(CheckpointError, match="profile"):
+        load_weights(point, profile="quick")
