@@ -57,6 +57,18 @@ FIGURE_CLAIMS: dict[str, tuple[str, str]] = {
         "Claims 1 and 5: tiny worst-case k-space perturbations (relative L2 norm eps) distort "
         "the reconstructions, and SSIM and PSNR fall as eps grows, for every model.",
     ),
+    "fig3_white_box_diffusion": (
+        "03_white_box.ipynb",
+        "Claim 1 (second half), probed beyond the paper: white-box perturbations found through "
+        "the diffusion model's own sampler (short fixed-noise schedule, opt-in), evaluated with "
+        "the full sampler; PSNR/SSIM against eps beside the equal-norm random control.",
+    ),
+    "fig3_attack_convergence": (
+        "03_white_box.ipynb",
+        "Setting: the attack (Eq. 5, projected Adam, about 100 steps) is close to converged: "
+        "damage after the profile's step count against a three times longer run, and the "
+        "relative step size checked on validation slices.",
+    ),
     "fig4_small_eps_transfer": (
         "04_black_box_transfer.ipynb",
         "Claim 3: even at eps = 0.01 a perturbation crafted on ResUNet++ distorts gray-matter "
@@ -433,6 +445,378 @@ def plot_training_curves(histories: dict[str, dict]) -> Figure:
     return fig
 
 
+# ------------------------------------------------------------------------ figures 3 to 5
+
+
+def zoom_window(diff: torch.Tensor | np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner ``(row, col)`` of the ``size x size`` window where ``|diff|`` is largest
+    on average: the argmax of ``|diff|`` smoothed by a ``size x size`` box filter (exact window
+    sums from an integral image; the first maximum in row-major order wins).  Places zoomed
+    insets where a perturbation changed a reconstruction most, not by hand."""
+    a = np.abs(to_image(diff))
+    h, w = a.shape
+    if not 1 <= size <= min(h, w):
+        raise ValueError(f"zoom size {size} must be in [1, {min(h, w)}]")
+    s = np.zeros((h + 1, w + 1))
+    s[1:, 1:] = a.cumsum(0).cumsum(1)
+    win = s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
+    r, c = np.unravel_index(int(np.argmax(win)), win.shape)
+    return int(r), int(c)
+
+
+def _box(ax: Axes, r0: int, c0: int, size: int, color: str = "yellow") -> None:
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(
+        Rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, edgecolor=color, linewidth=0.9)
+    )
+
+
+def _eps_subset(eps: Sequence[float], n: int = 5) -> list[float]:
+    """Up to ``n`` eps values evenly spread over a grid, always with the first and last."""
+    e = list(eps)
+    if len(e) <= n:
+        return e
+    idx = np.unique(np.linspace(0, len(e) - 1, n).round().astype(int))
+    return [e[i] for i in idx]
+
+
+def _eps_index(eps: Sequence[float], value: float) -> int:
+    for i, e in enumerate(eps):
+        if abs(float(e) - float(value)) < 1e-9:
+            return i
+    raise KeyError(f"eps {value!r} not in {list(eps)}")
+
+
+def _short_metrics(psnr: float, ssim: float) -> str:
+    return f"{float(psnr):.1f} dB, {float(ssim):.3f}"
+
+
+def plot_white_box(
+    evals: dict[str, object],
+    attacks: dict[str, object],
+    summary: dict[str, dict[str, dict]],
+    slice_pos: int,
+    eps_show: Sequence[float] | None = None,
+    change_vmax: float | None = None,
+) -> Figure:
+    """Figure 3: white-box attacks.
+
+    One row per attacked model: (a) its reconstructions of one test slice (position
+    ``slice_pos`` in the evaluated slices) across eps (``eps_show``, default up to five values
+    of the grid) with PSNR / SSIM; (b) at the largest eps the change of the reconstruction
+    ``|f(y + M delta) - f(y)|``, the perturbation in k-space (log10 |M delta|) and in image space
+    (Re F^-1 M delta).  Bottom row: (c) PSNR and SSIM against eps (mean and SD over the test
+    slices; dashed: the equal-norm random control) and (d) the amplification
+    ``||f(y + M delta) - f(y)|| / ||F^-1 M delta||``.
+
+    ``evals[model]``: a :class:`mripkg.robustness.Evaluation` (white-box); ``attacks[model]``:
+    its :class:`mripkg.attacks.AttackResult` (same eps grid and slices); ``summary``: the
+    ``metrics_white_box.json`` layout.
+    """
+    import matplotlib.pyplot as plt
+
+    from .robustness import eps_key
+
+    use_style()
+    names = list(evals)
+    first = evals[names[0]]
+    shown = list(eps_show) if eps_show is not None else _eps_subset(first.eps)  # type: ignore[attr-defined]
+    n_cols = len(shown) + 3
+    fig = plt.figure(figsize=(1.45 * n_cols, 1.6 * len(names) + 2.4))
+    outer = fig.add_gridspec(2, 1, height_ratios=[1.6 * len(names), 2.0], hspace=0.22)
+    grid = outer[0].subgridspec(len(names), n_cols, wspace=0.06, hspace=0.32)
+    for r, m in enumerate(names):
+        ev, res = evals[m], attacks[m]
+        for c, e in enumerate(shown):
+            j = _eps_index(ev.eps, e)  # type: ignore[attr-defined]
+            ax = fig.add_subplot(grid[r, c])
+            image_panel(ax, ev.adv[j, slice_pos])  # type: ignore[attr-defined]
+            head = f"ε = {e:.2f}\n" if r == 0 else ""
+            ax.set_title(
+                head + _short_metrics(ev.psnr[j, slice_pos], ev.ssim[j, slice_pos]),  # type: ignore[attr-defined]
+                fontsize=7,
+            )
+            if c == 0:
+                ax.set_ylabel(MODEL_LABELS.get(m, m), fontsize=8)
+                if r == 0:
+                    panel_letter(ax, "a")
+        jm = len(ev.eps) - 1  # type: ignore[attr-defined]
+        emax = ev.eps[jm]  # type: ignore[attr-defined]
+        change = (ev.adv[jm, slice_pos] - ev.clean[slice_pos]).abs()  # type: ignore[attr-defined]
+        vmax = change_vmax if change_vmax is not None else max(float(change.max()), 1e-6)
+        ax = fig.add_subplot(grid[r, len(shown)])
+        image_panel(ax, change, vmin=0.0, vmax=vmax, cmap="magma")
+        ax.set_title((f"|f(y+Mδ) − f(y)|, ε {emax:.2f}\n" if r == 0 else "") + f"max {vmax:.3f}")
+        if r == 0:
+            panel_letter(ax, "b")
+        d = res.delta[_eps_index(res.eps.tolist(), emax), slice_pos]  # type: ignore[attr-defined]
+        kimg = log_kspace(d, floor=1e-8)
+        on = kimg[kimg > -7.9]
+        lo = float(np.percentile(on, 2)) if on.size else -8.0
+        ax = fig.add_subplot(grid[r, len(shown) + 1])
+        image_panel(ax, kimg, vmin=lo, vmax=float(kimg.max()), cmap="viridis")
+        ax.set_title("log10|Mδ| (k-space)" if r == 0 else "")
+        from .physics import ifft2c
+
+        img = ifft2c(d).real
+        amp = max(float(img.abs().max()), 1e-12)
+        ax = fig.add_subplot(grid[r, len(shown) + 2])
+        image_panel(ax, img, vmin=-amp, vmax=amp, cmap="RdBu_r")
+        ax.set_title(("Re F⁻¹Mδ (image)\n" if r == 0 else "") + f"±{amp:.3f}")
+
+    bottom = outer[1].subgridspec(1, 3, wspace=0.35)
+    ax_p, ax_s, ax_a = (fig.add_subplot(bottom[0, i]) for i in range(3))
+    for m in names:
+        s = summary[m]
+        eps = list(evals[m].eps)  # type: ignore[attr-defined]
+        rows = [s[eps_key(e)] for e in eps]
+        col = MODEL_COLORS.get(m, "k")
+        lab = MODEL_LABELS.get(m, m)
+        for ax, key in ((ax_p, "psnr"), (ax_s, "ssim")):
+            mean = np.array([r[f"{key}_mean"] for r in rows])
+            sd = np.array([r[f"{key}_sd"] for r in rows])
+            ax.plot(eps, mean, "o-", color=col, label=lab)
+            ax.fill_between(eps, mean - sd, mean + sd, color=col, alpha=0.15, lw=0)
+            rnd = [r.get(f"random_{key}_mean") for r in rows]
+            if all(v is not None for v in rnd):
+                ax.plot(eps, rnd, "--", color=col, lw=0.9)
+        amp = [(e, r["amplification"]) for e, r in zip(eps, rows, strict=True)]
+        amp = [(e, a) for e, a in amp if a is not None]
+        if amp:
+            ax_a.plot(*zip(*amp, strict=True), "o-", color=col, label=lab)
+        ramp = [(e, r.get("random_amplification")) for e, r in zip(eps, rows, strict=True)]
+        ramp = [(e, a) for e, a in ramp if a is not None]
+        if ramp:
+            ax_a.plot(*zip(*ramp, strict=True), "--", color=col, lw=0.9)
+    from matplotlib.lines import Line2D
+
+    ax_p.set_ylabel("PSNR (dB) vs ground truth")
+    ax_s.set_ylabel("SSIM vs ground truth")
+    ax_a.set_ylabel("‖f(y+Mδ) − f(y)‖ / ‖F⁻¹Mδ‖")
+    ax_a.set_yscale("log")
+    for ax in (ax_p, ax_s, ax_a):
+        ax.set_xlabel("ε (relative L2 norm of Mδ)")
+    ax_p.set_title("c   PSNR vs ε (mean ± SD)", loc="left")
+    ax_s.set_title("SSIM vs ε (mean ± SD)", loc="left")
+    ax_a.set_title("d   amplification", loc="left")
+    handles, _ = ax_p.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.3", ls="--", lw=0.9, label="equal-norm random control"))
+    ax_p.legend(handles=handles, loc="best")
+    return fig
+
+
+def plot_attack_convergence(
+    history: torch.Tensor,
+    steps_main: int,
+    lr_histories: dict[float, torch.Tensor] | None = None,
+    lr_profile: float | None = None,
+    title_long: str = "",
+    title_lr: str = "",
+    slice_labels: Sequence[str] | None = None,
+) -> Figure:
+    """Attack convergence: (a) best damage so far ``||f(y + M delta) - f(y)||^2`` against the
+    Adam step for a long run (one line per slice, relative to its final value), with the
+    profile's step count marked; (b) the same, mean over slices, for several relative
+    learning rates (``lr_histories[lr_rel]``: ``loss_history`` ``[steps + 1, B]``)."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    n = 2 if lr_histories else 1
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 2.6), squeeze=False, layout="constrained")
+    ax = axes[0, 0]
+    best = torch.cummax(history.reshape(history.shape[0], -1), dim=0).values.double()
+    rel = best / best[-1].clamp_min(1e-30)
+    steps = np.arange(best.shape[0])
+    for b in range(rel.shape[1]):
+        lab = slice_labels[b] if slice_labels is not None else f"slice {b + 1}"
+        ax.plot(steps, rel[:, b].numpy(), lw=1.0, label=lab)
+    ax.axvline(steps_main, color="0.4", ls=":", lw=0.9)
+    ax.text(steps_main, 0.05, f" {steps_main} steps", color="0.3", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("Adam step")
+    ax.set_ylabel("best damage / damage at the last step")
+    ax.set_title(("a   " + title_long).strip(), loc="left")
+    ax.legend(loc="lower right")
+    if lr_histories:
+        ax = axes[0, 1]
+        for lr, h in sorted(lr_histories.items()):
+            hb = torch.cummax(h.reshape(h.shape[0], -1), dim=0).values.double().mean(1)
+            mine = lr_profile is not None and abs(lr - lr_profile) < 1e-12
+            label = f"lr_rel = {lr:g}" + (" (profile)" if mine else "")
+            ax.plot(np.arange(hb.shape[0]), hb.numpy(), lw=2.0 if mine else 1.0, label=label)
+        ax.set_xlabel("Adam step")
+        ax.set_ylabel("best damage so far (mean over slices)")
+        ax.set_title(("b   " + title_lr).strip(), loc="left")
+        ax.legend(loc="lower right")
+    return fig
+
+
+def plot_small_eps_transfer(
+    gt: torch.Tensor,
+    clean: torch.Tensor,
+    adv: dict[float, torch.Tensor],
+    rand: dict[float, torch.Tensor] | None = None,
+    zoom: int | None = None,
+    title: str = "",
+    metrics_text: dict[float, str] | None = None,
+) -> Figure:
+    """Figure 4: small-eps perturbations transferred to the diffusion model.
+
+    One row per eps: ground truth, clean reconstruction, perturbed reconstruction (same
+    sampler noise), their difference (perturbed - clean, signed, one colour scale for every
+    row), the difference the equal-norm random control makes (same scale), and zoomed crops of
+    ground truth, clean and perturbed reconstruction.  The zoom window (``zoom`` px, default a
+    quarter of the image) is placed by :func:`zoom_window` where the smoothed |difference| of
+    that row is largest; a yellow box marks it on the full images.
+    """
+    import matplotlib.pyplot as plt
+
+    use_style()
+    g, c = to_image(gt), to_image(clean)
+    h = g.shape[0]
+    size = int(zoom) if zoom else max(8, h // 4)
+    diffs = {e: to_image(a) - c for e, a in adv.items()}
+    rdiffs = {e: to_image(r) - c for e, r in (rand or {}).items()}
+    vmax = max([float(np.abs(d).max()) for d in diffs.values()] + [1e-6])
+    n_cols = 8 if rand else 7
+    fig = plt.figure(figsize=(1.45 * n_cols, 1.75 * len(adv) + 0.35), layout="constrained")
+    axes = fig.subplots(len(adv), n_cols, squeeze=False)
+    for r, (e, a) in enumerate(adv.items()):
+        r0, c0 = zoom_window(diffs[e], size)
+        row = axes[r]
+        image_panel(row[0], g, "ground truth" if r == 0 else None)
+        image_panel(row[1], c, "clean reconstruction" if r == 0 else None)
+        image_panel(row[2], a, None)
+        extra = f"\n{metrics_text[e]}" if metrics_text and e in metrics_text else ""
+        row[2].set_title(f"perturbed, ε = {e:.2f}{extra}")
+        image_panel(row[3], diffs[e], vmin=-vmax, vmax=vmax, cmap="RdBu_r")
+        row[3].set_title(f"perturbed − clean\n(±{vmax:.3f})")
+        for ax in row[:4]:
+            _box(ax, r0, c0, size)
+        k = 4
+        if rand:
+            if e in rdiffs:
+                image_panel(row[k], rdiffs[e], vmin=-vmax, vmax=vmax, cmap="RdBu_r")
+                row[k].set_title("random control − clean\n(same scale)")
+                _box(row[k], r0, c0, size)
+            else:
+                row[k].axis("off")
+            k += 1
+        sl = (slice(r0, r0 + size), slice(c0, c0 + size))
+        for ax, img, lab in ((row[k], g, "zoom: truth"), (row[k + 1], c, "zoom: clean")):
+            image_panel(ax, img[sl], lab)
+        image_panel(row[k + 2], to_image(a)[sl], "zoom: perturbed")
+        row[0].set_ylabel(f"ε = {e:.2f}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return fig
+
+
+def plot_transfer_curves(
+    table: dict[str, dict[str, dict[str, dict]]],
+    sources: Sequence[str],
+    targets: Sequence[str],
+    matrix_eps: float,
+    matrix_targets: Sequence[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Figure:
+    """Figure 5: black-box transfer.
+
+    Per source (one row): PSNR and SSIM against eps for the white-box surrogate (the source
+    itself) and every other target (solid; same perturbed measurement), each with its
+    equal-norm random control (dashed, same colour).  Right: the transfer matrix, PSNR drop
+    (dB, clean - perturbed, mean over slices) at ``matrix_eps`` for every source (rows, and a
+    last row for the random control) and target (columns); the diagonal is white-box.
+    ``table``: the ``metrics_transfer.json`` layout.
+    """
+    import matplotlib.pyplot as plt
+
+    from .robustness import eps_key, transfer_matrix
+
+    use_style()
+    lab = {**MODEL_LABELS, "diffusion_image_route": "diffusion\n(image route)", **(labels or {})}
+    cols = list(matrix_targets) if matrix_targets is not None else list(targets)
+    fig = plt.figure(figsize=(10.5, 2.5 * len(sources) + 0.3), layout="constrained")
+    gs = fig.add_gridspec(len(sources), 3, width_ratios=[1, 1, 1.25])
+    palette = {**MODEL_COLORS}
+    for r, s in enumerate(sources):
+        ax_p = fig.add_subplot(gs[r, 0])
+        ax_s = fig.add_subplot(gs[r, 1])
+        for t in targets:
+            per = table.get(s, {}).get(t)
+            if not per:
+                continue
+            eps = sorted(float(k) for k in per)
+            rows = [per[eps_key(e)] for e in eps]
+            col = palette.get(t, "k")
+            kind = "white-box" if t == s else "transfer"
+            for ax, key in ((ax_p, "psnr"), (ax_s, "ssim")):
+                ax.plot(
+                    eps,
+                    [x[f"{key}_mean"] for x in rows],
+                    "o-",
+                    color=col,
+                    label=f"{lab.get(t, t)} ({kind})".replace("\n", " "),
+                )
+                drop = [x.get(f"random_{key}_drop") for x in rows]
+                if all(v is not None for v in drop):
+                    base = [x[f"clean_{key}_mean"] for x in rows]
+                    ax.plot(
+                        eps,
+                        [b - d for b, d in zip(base, drop, strict=True)],
+                        "--",
+                        color=col,
+                        lw=0.9,
+                    )
+        ax_p.set_ylabel(f"source: {lab.get(s, s)}\nPSNR (dB)".replace("\n(image route)", ""))
+        ax_s.set_ylabel("SSIM")
+        for ax in (ax_p, ax_s):
+            ax.set_xlabel("ε")
+        if r == 0:
+            ax_p.set_title("a   PSNR vs ε (dashed: random control)", loc="left")
+            ax_s.set_title("b   SSIM vs ε (dashed: random control)", loc="left")
+        ax_p.legend(loc="best", fontsize=6)
+    ax = fig.add_subplot(gs[:, 2])
+    mat = transfer_matrix(table, sources, cols, matrix_eps)
+    rnd = transfer_matrix(table, sources, cols, matrix_eps, key="random_psnr_drop")
+    rnd_row = np.array(
+        [
+            np.nanmean(rnd[:, j]) if np.isfinite(rnd[:, j]).any() else np.nan
+            for j in range(len(cols))
+        ]
+    )
+    full = np.vstack([mat, rnd_row[None]])
+    finite = full[np.isfinite(full)]
+    vmax = max(float(finite.max()), 1e-3) if finite.size else 1.0
+    im = ax.imshow(np.ma.masked_invalid(full), cmap="magma", vmin=0.0, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels([lab.get(t, t) for t in cols], rotation=35, ha="right")
+    ax.set_yticks(range(len(sources) + 1))
+    ax.set_yticklabels([lab.get(s, s) for s in sources] + ["random control"])
+    ax.set_xlabel("target (reconstructs the perturbed measurement)")
+    ax.set_ylabel("source (perturbation crafted white-box on)")
+    for i in range(full.shape[0]):
+        for j in range(full.shape[1]):
+            v = full[i, j]
+            txt = "n/a" if not np.isfinite(v) else f"{v:.2f}"
+            if i < len(sources) and sources[i] == cols[j]:
+                txt += "\n(white-box)"
+            bright = np.isfinite(v) and v > 0.6 * vmax
+            ax.text(
+                j,
+                i,
+                txt,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if bright else "white",
+            )
+    ax.set_title(f"c   PSNR drop (dB) at ε = {matrix_eps:.2f}", loc="left")
+    fig.colorbar(im, ax=ax, shrink=0.7, label="PSNR drop (dB)")
+    return fig
+
+
 def figure_files(profile: Profile | str) -> list[Path]:
     """The figure files (``fig*.png`` / ``fig*.pdf``) present for a profile, sorted."""
     d = figures_dir(_profile_name(profile))
@@ -466,8 +850,13 @@ __all__ = [
     "panel_letter",
     "plot_clean_reconstructions",
     "plot_data_and_mask",
+    "plot_attack_convergence",
+    "plot_small_eps_transfer",
     "plot_training_curves",
+    "plot_transfer_curves",
+    "plot_white_box",
     "save",
     "to_image",
     "use_style",
+    "zoom_window",
 ]

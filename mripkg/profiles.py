@@ -170,7 +170,7 @@ SMOKE = Profile(
         diffusion_slices=2,
         diffusion_seeds=2,
     ),
-    threads=2,
+    threads=1,  # CI: one thread never oversubscribes the cores pytest and the kernels share
     cell_timeout_s=900,
 )
 
@@ -274,9 +274,21 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[chosen]
 
 
+THREADS_ENV = "MRIPKG_THREADS"
+
+
 def setup_torch(profile: Profile) -> None:
-    """Fix torch's thread count (float results depend on it) and default dtype."""
-    torch.set_num_threads(profile.threads)
+    """Fix torch's thread count (float results depend on it) and default dtype.
+
+    ``$MRIPKG_THREADS`` overrides the profile's count (on a CPU shared with other jobs, one
+    thread can be many times faster than two)."""
+    env = os.environ.get(THREADS_ENV)
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"${THREADS_ENV} must be a positive integer, got {env!r}")
+        torch.set_num_threads(int(env))
+    else:
+        torch.set_num_threads(profile.threads)
     torch.set_default_dtype(torch.float32)
 
 

@@ -1,0 +1,1106 @@
+"""Experiment orchestration for the robustness notebooks (03 white-box, 04 black-box transfer).
+
+The attack itself lives in :mod:`mripkg.attacks`; this module runs it over a set of test slices
+and an eps grid (cached on disk, so re-runs are instant and interrupted runs resume), makes the
+equal-norm random controls, reconstructs clean, perturbed and control measurements with every
+target model, and tabulates PSNR / SSIM (paper convention), their drops and the error
+amplification into the JSON / CSV layouts the notebooks write.
+
+Layout
+------
+Perturbations follow :mod:`mripkg.attacks`: ``[E, B, 1, H, W]`` for ``E`` eps values and ``B``
+slices.  An :class:`Evaluation` holds, for one (source, target, route, sampler seed), the clean
+reconstructions ``[B, 1, H, W]``, the perturbed and control reconstructions ``[E, B, 1, H, W]``
+and per-slice metrics ``[E, B]``.
+
+Determinism
+-----------
+Slices are identified by their index in the split.  The diffusion model draws its sampler noise
+per slice from (seed, slice id, sample) (:func:`mripkg.models.ddpm.slice_generator`), so the
+clean and the perturbed measurement of a slice are reconstructed with the same noise and
+differences come from the perturbation alone.  A :class:`Target` remembers every
+reconstruction it made (keyed by a hash of the measurement and the sampler settings) and can
+keep them on disk (:class:`ReconCache`), so a measurement that reaches a target twice (the
+clean one under eps = 0, or the same control for two sources) gives bit-identical output.
+
+Random controls
+---------------
+Gaussian noise on the sampled columns of the same L2 norm as the adversarial perturbation
+(:func:`control_deltas`, white-box) or of exactly the budget ``eps ||k||``
+(:func:`budget_controls`, transfer: one control per slice and eps shared by all sources, so
+the expensive diffusion target reconstructs it once; the attack reaches the budget up to float
+rounding, see :func:`budget_gap`).  Both draw the noise from a generator seeded by (seed, slice
+id, eps), so the two kinds point in the same direction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from . import metrics
+from .attacks import (
+    AttackCache,
+    AttackResult,
+    AttackSettings,
+    EpsLike,
+    as_eps,
+    cached_attack,
+    image_route_measurement,
+    item_seed,
+    kspace_attack,
+    random_control,
+)
+from .models.ddpm import DiffusionReconstructor
+from .physics import fft2c, undersample
+
+#: Routes from a k-space perturbation to a target.  ``direct``: the perturbed measurement
+#: ``M (k + delta)`` itself; ``image``: the authors' route to the diffusion model (the
+#: perturbed image, min-max normalised and measured again, :func:`image_route_measurement`).
+ROUTES = ("direct", "image")
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def eps_key(eps: float) -> str:
+    """The JSON key of an eps value: two decimals (``"0.04"``, ``"0.00"``), more digits only
+    when two would round it (``"0.005"``)."""
+    e = float(eps)
+    s = f"{e:.2f}"
+    return s if abs(float(s) - e) < 1e-12 else format(e, ".6g")
+
+
+def spread_ids(n_have: int, n_want: int) -> list[int]:
+    """``n_want`` indices evenly spread over ``0 .. n_have - 1`` (all of them if fewer)."""
+    if n_have <= 0 or n_want <= 0:
+        raise ValueError(f"need n_have > 0 and n_want > 0, got {n_have}, {n_want}")
+    if n_want >= n_have:
+        return list(range(n_have))
+    return sorted({int(v) for v in np.linspace(0, n_have - 1, n_want).round()})
+
+
+def merge_eps(*grids: EpsLike) -> list[float]:
+    """Sorted union of eps grids (validated; values within 1e-9 count as one; empty grids
+    are skipped)."""
+    out: list[float] = []
+    for g in grids:
+        if isinstance(g, (list, tuple)) and not g:
+            continue
+        for e in as_eps(g).tolist():
+            if not any(abs(e - o) < 1e-9 for o in out):
+                out.append(e)
+    return sorted(out)
+
+
+def model_id(meta: Mapping[str, Any] | None) -> str:
+    """12 hex digits of the sha256 of a model's weights (from its checkpoint sidecar); empty
+    for a model without weights (zero-filled)."""
+    sha = (meta or {}).get("sha256") or ""
+    return str(sha)[:12]
+
+
+def attack_settings(
+    profile: Any, meta: Mapping[str, Any] | None, **overrides: Any
+) -> AttackSettings:
+    """:class:`AttackSettings` of a profile for a source model with checkpoint ``meta``."""
+    return AttackSettings.from_profile(profile, model_id=model_id(meta), **overrides)
+
+
+def diffusion_objective_label(steps: int, seed: int) -> str:
+    """Cache label of the white-box diffusion objective (fixed-noise short sampler)."""
+    return f"fixed-noise-{int(steps)}-seed{int(seed)}"
+
+
+def _norm(x: Tensor) -> Tensor:
+    """L2 norm over the last three axes in float64 (complex ok): ``[..., 1, H, W] -> [...]``."""
+    if torch.is_complex(x):
+        x = torch.view_as_real(x)
+        return x.to(torch.float64).pow(2).sum(dim=(-4, -3, -2, -1)).sqrt()
+    return x.to(torch.float64).pow(2).sum(dim=(-3, -2, -1)).sqrt()
+
+
+@contextlib.contextmanager
+def _frozen(module: object) -> Iterator[None]:
+    """Eval mode and frozen parameters for an ``nn.Module`` (restored afterwards)."""
+    if not isinstance(module, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    grads = [(p, p.requires_grad) for p in module.parameters()]
+    module.eval()
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, t in modes:
+            m.training = t
+        for p, r in grads:
+            p.requires_grad_(r)
+
+
+# --------------------------------------------------------------------------------------------
+# slices
+
+
+@dataclass
+class SliceSet:
+    """Ground-truth slices of one split with their ids, k-space and measurement.
+
+    ``images`` real ``[B, 1, H, W]`` in [0, 1]; ``slice_ids`` their indices in the split;
+    ``mask`` bool ``[W]``.  ``kspace = F x`` and ``y = M k`` are computed once.
+    """
+
+    split: str
+    slice_ids: list[int]
+    images: Tensor
+    mask: Tensor
+    kspace: Tensor = field(init=False, repr=False)
+    y: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.slice_ids) != self.images.shape[0]:
+            raise ValueError(f"{len(self.slice_ids)} ids for {self.images.shape[0]} images")
+        self.slice_ids = [int(i) for i in self.slice_ids]
+        self.kspace = fft2c(self.images)
+        self.y = undersample(self.kspace, self.mask)
+
+    def __len__(self) -> int:
+        return len(self.slice_ids)
+
+    def positions(self, ids: Sequence[int]) -> list[int]:
+        """Positions of ``ids`` within this set (``KeyError`` for an id not in it)."""
+        where = {s: i for i, s in enumerate(self.slice_ids)}
+        missing = [i for i in ids if int(i) not in where]
+        if missing:
+            raise KeyError(f"slice ids {missing} not in this set {self.slice_ids}")
+        return [where[int(i)] for i in ids]
+
+    def take(self, ids: Sequence[int]) -> SliceSet:
+        """The sub-set with the given slice ids (in that order)."""
+        pos = self.positions(ids)
+        return SliceSet(self.split, [self.slice_ids[p] for p in pos], self.images[pos], self.mask)
+
+
+def slice_set(split: Any, mask: Tensor, n: int | None = None) -> SliceSet:
+    """``n`` slices evenly spread over a :class:`mripkg.data.Split` (all when ``None``), ids =
+    their index in the split."""
+    total = len(split)
+    ids = list(range(total)) if n is None else spread_ids(total, int(n))
+    return SliceSet(split.name, ids, split.images[ids], mask)
+
+
+# --------------------------------------------------------------------------------------------
+# attacks
+
+
+def run_whitebox(
+    model: Callable[[Tensor, Tensor], Tensor],
+    source: str,
+    data: SliceSet,
+    eps: EpsLike,
+    settings: AttackSettings,
+    *,
+    profile: str,
+    batch_size: int | None = 8,
+    cache: AttackCache | None = None,
+    progress: bool | None = None,
+) -> AttackResult:
+    """White-box attack of ``model`` on every (slice, eps) pair, through the attack cache
+    (``runs/<profile>/attacks`` unless ``cache`` is given).  Returns ``[E, B]`` results."""
+    return cached_attack(
+        model,
+        data.kspace,
+        data.mask,
+        eps,
+        profile=profile,
+        source=source,
+        slice_ids=data.slice_ids,
+        split=data.split,
+        settings=settings,
+        batch_size=batch_size,
+        cache=cache,
+        progress=progress,
+    )
+
+
+def diffusion_settings(
+    profile: Any, meta: Mapping[str, Any] | None, **overrides: Any
+) -> AttackSettings:
+    """Attack settings of the white-box diffusion attack: the profile's steps and ``lr_rel``,
+    the objective labelled by the short sampler's step count and noise seed."""
+    label = diffusion_objective_label(profile.attack.diffusion_steps, profile.seed)
+    return attack_settings(profile, meta, objective=label, **overrides)
+
+
+def run_diffusion_whitebox(
+    diff: DiffusionReconstructor,
+    data: SliceSet,
+    eps: EpsLike,
+    settings: AttackSettings,
+    *,
+    profile: str,
+    steps: int,
+    source: str = "diffusion",
+    cache: AttackCache | None = None,
+    progress: bool | None = None,
+) -> AttackResult:
+    """White-box attack on the diffusion model: gradients through a short (``steps``)
+    projection sampler with fixed noise (the same (seed, slice id) noise at every attack step
+    and for every eps), with gradient checkpointing.  One slice at a time, so the noise of the
+    objective is that slice's.  Evaluate the result with the full sampler afterwards."""
+    expected = diffusion_objective_label(steps, diff.seed)
+    if settings.objective != expected:
+        raise ValueError(f"settings.objective {settings.objective!r} != {expected!r}")
+    parts = []
+    with _frozen(diff):
+        for b, sid in enumerate(data.slice_ids):
+
+            def objective(y: Tensor, m: Tensor, sid: int = sid) -> Tensor:
+                ids = [sid] * y.shape[0]
+                return diff.reconstruct(y, m, steps=steps, slice_ids=ids, grad_checkpoint=True)
+
+            parts.append(
+                cached_attack(
+                    objective,
+                    data.kspace[b : b + 1],
+                    data.mask,
+                    eps,
+                    profile=profile,
+                    source=source,
+                    slice_ids=[sid],
+                    split=data.split,
+                    settings=settings,
+                    cache=cache,
+                    progress=progress,
+                )
+            )
+    return AttackResult.concat(parts, "batch")
+
+
+def cached_grid(
+    source: str,
+    data: SliceSet,
+    eps: EpsLike,
+    settings: AttackSettings,
+    *,
+    profile: str,
+    cache: AttackCache | None = None,
+) -> AttackResult | None:
+    """The cached perturbations of ``source`` for every (slice, eps) pair, or ``None`` when
+    any is missing (no model needed)."""
+    cache = cache or AttackCache(profile)
+    try:
+        return cache.load_grid(source, data.split, data.slice_ids, eps, settings)
+    except KeyError:
+        return None
+
+
+def missing_pairs(
+    source: str,
+    data: SliceSet,
+    eps: EpsLike,
+    settings: AttackSettings,
+    *,
+    profile: str,
+    cache: AttackCache | None = None,
+) -> int:
+    """Number of (slice, eps > 0) pairs not yet in the attack cache (the work left)."""
+    cache = cache or AttackCache(profile)
+    n = 0
+    for e in as_eps(eps).tolist():
+        if e == 0:
+            continue
+        for sid in data.slice_ids:
+            p = cache.path(source, data.split, sid, e, settings)
+            n += not (p.is_file() and p.with_suffix(".json").is_file())
+    return n
+
+
+def time_attack_step(
+    model: Callable[[Tensor, Tensor], Tensor], data: SliceSet, batch: int, eps: float = 0.04
+) -> float:
+    """Seconds per (slice, eps) pair and attack step, from a two-step attack on ``batch``
+    slices (about three forward and two backward passes, so it slightly overestimates)."""
+    k = data.kspace[: max(1, min(batch, len(data)))]
+    with _frozen(model):
+        t0 = time.perf_counter()
+        kspace_attack(model, k, data.mask, eps, steps=2, progress=False)
+        dt = time.perf_counter() - t0
+    return dt / 2.5 / k.shape[0]
+
+
+# --------------------------------------------------------------------------------------------
+# random controls
+
+
+def _control_generator(seed: int, slice_id: int, eps: float) -> torch.Generator:
+    return torch.Generator().manual_seed(item_seed(seed, f"control-{slice_id}", eps))
+
+
+def control_deltas(
+    result: AttackResult, mask: Tensor, slice_ids: Sequence[int], seed: int
+) -> Tensor:
+    """Equal-norm random controls ``[E, B, 1, H, W]`` of an attack result: Gaussian noise on
+    the sampled columns (real, like the paper's delta) with each adversarial delta's norm,
+    drawn from a generator seeded by (seed, slice id, eps).  Zero where eps = 0."""
+    delta = result.delta
+    if delta.shape[1] != len(slice_ids):
+        raise ValueError(f"{len(slice_ids)} slice ids for {delta.shape[1]} slices")
+    out = torch.zeros_like(delta)
+    for j, e in enumerate(result.eps.tolist()):
+        for b, sid in enumerate(slice_ids):
+            if e == 0:
+                continue
+            g = _control_generator(seed, sid, e)
+            out[j, b] = random_control(delta[j, b : b + 1], mask, generator=g)[0]
+    return out
+
+
+def budget_controls(
+    kspace: Tensor, mask: Tensor, slice_ids: Sequence[int], eps: EpsLike, seed: int
+) -> Tensor:
+    """Random controls ``[E, B, 1, H, W]`` with norm exactly ``eps ||k||`` (the attack's
+    budget), in the direction :func:`control_deltas` draws for the same (seed, slice, eps)."""
+    eps_t = as_eps(eps)
+    if kspace.shape[0] != len(slice_ids):
+        raise ValueError(f"{len(slice_ids)} slice ids for {kspace.shape[0]} slices")
+    m = mask.to(kspace.real.dtype)
+    n_entries = float(mask.sum()) * kspace.shape[-2]
+    knorm = _norm(kspace)  # [B]
+    out = torch.zeros((eps_t.shape[0], *kspace.shape), dtype=kspace.dtype)
+    for j, e in enumerate(eps_t.tolist()):
+        for b, sid in enumerate(slice_ids):
+            if e == 0:
+                continue
+            level = float(e * knorm[b]) / math.sqrt(n_entries)
+            ref = (torch.ones(kspace.shape[1:]) * m * level).to(kspace.dtype)[None]
+            g = _control_generator(seed, sid, e)
+            out[j, b] = random_control(ref, mask, generator=g, real=True)[0]
+    return out
+
+
+def budget_gap(result: AttackResult) -> float:
+    """Largest relative shortfall ``(eps - ||M delta|| / ||k||) / eps`` over pairs with
+    eps > 0: how far the adversarial perturbations stay inside the budget (0 = on it)."""
+    eps = result.eps.view(-1, 1).expand_as(result.rel_norm)
+    pos = eps > 0
+    if not bool(pos.any()):
+        return 0.0
+    return float(((eps - result.rel_norm)[pos] / eps[pos]).max())
+
+
+def subset_result(
+    result: AttackResult,
+    data: SliceSet,
+    slice_ids: Sequence[int] | None = None,
+    eps: EpsLike | None = None,
+) -> AttackResult:
+    """The part of ``result`` (over ``data``'s slices) for some slice ids and eps values."""
+    pos = list(range(result.batch_size)) if slice_ids is None else data.positions(slice_ids)
+    eps_l = result.eps.tolist() if eps is None else as_eps(eps).tolist()
+    rows = [result.select(e) for e in eps_l]
+    idx = torch.tensor(pos, dtype=torch.long)
+    return AttackResult(
+        eps=torch.cat([r.eps for r in rows]),
+        delta=torch.cat([r.delta[:, idx] for r in rows]),
+        y_adv=torch.cat([r.y_adv[:, idx] for r in rows]),
+        rel_norm=torch.cat([r.rel_norm[:, idx] for r in rows]),
+        best_damage=torch.cat([r.best_damage[:, idx] for r in rows]),
+        best_step=torch.cat([r.best_step[:, idx] for r in rows]),
+        loss_history=torch.cat([r.loss_history[:, :, idx] for r in rows], dim=1),
+        meta=dict(result.meta),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# reconstructions
+
+
+def _y_digest(y1: Tensor) -> bytes:
+    """sha256 of one measurement's values (``-0.0`` counted as ``0.0``)."""
+    t = y1.detach().cpu().resolve_conj()
+    t = (t + torch.zeros((), dtype=t.dtype)).contiguous()
+    t = torch.view_as_real(t) if torch.is_complex(t) else t
+    h = hashlib.sha256(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+    h.update(t.numpy().tobytes())
+    return h.digest()
+
+
+class ReconCache:
+    """Reconstructions on disk, one safetensors file per (target tag, measurement).
+
+    ``root/<name>/<key>.safetensors``; ``key`` hashes the target's tag (model weights, sampler
+    steps, seed, sample, slice id) and the measurement's values.  Written atomically.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def path(self, name: str, key: str) -> Path:
+        return self.root / name / f"{key}.safetensors"
+
+    def load(self, name: str, key: str) -> Tensor | None:
+        p = self.path(name, key)
+        if not p.is_file():
+            return None
+        try:
+            return load_file(str(p))["x"]
+        except Exception:  # noqa: BLE001 - a broken file is recomputed
+            return None
+
+    def save(self, name: str, key: str, x: Tensor) -> None:
+        p = self.path(name, key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({"x": x.detach().cpu().contiguous()}, tmp)
+            os.replace(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+class Target:
+    """A model to evaluate, as a deterministic function of (measurements, slice ids).
+
+    ``model(y, mask)`` for a deterministic model; for a :class:`DiffusionReconstructor` the
+    full sampler with noise from (``seed``, slice id, ``sample``) (``seed=None``: the model's
+    own).  Every reconstruction is remembered (``memo``) and, with a ``cache``, kept on disk;
+    both are keyed by the measurement's values, so equal inputs give bit-identical outputs.
+    ``weights_id`` (e.g. :func:`model_id`) goes into the disk key.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: Callable[[Tensor, Tensor], Tensor],
+        mask: Tensor,
+        *,
+        seed: int | None = None,
+        sample: int = 0,
+        batch_size: int = 8,
+        weights_id: str = "",
+        cache: ReconCache | None = None,
+        memo: bool = True,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.mask = mask
+        self.stochastic = isinstance(model, DiffusionReconstructor)
+        self.seed = (model.seed if seed is None else int(seed)) if self.stochastic else None
+        self.sample = int(sample) if self.stochastic else 0
+        self.batch_size = int(batch_size)
+        self.weights_id = weights_id
+        self.cache = cache
+        self._memo: dict[str, Tensor] | None = {} if memo else None
+        self.computed = 0  # reconstructions actually run (not from memo or disk)
+
+    def with_seed(self, seed: int | None = None, sample: int = 0) -> Target:
+        """The same target with other sampler noise (shares the disk cache, not the memo)."""
+        return Target(
+            self.name,
+            self.model,
+            self.mask,
+            seed=seed,
+            sample=sample,
+            batch_size=self.batch_size,
+            weights_id=self.weights_id,
+            cache=self.cache,
+            memo=self._memo is not None,
+        )
+
+    @property
+    def tag(self) -> str:
+        if self.stochastic:
+            steps = getattr(self.model, "steps", "")
+            return f"{self.name}|{self.weights_id}|steps={steps}|seed={self.seed}|s={self.sample}"
+        return f"{self.name}|{self.weights_id}"
+
+    def key(self, y1: Tensor, slice_id: int) -> str:
+        sid = f"|slice={int(slice_id)}" if self.stochastic else ""
+        h = hashlib.sha256((self.tag + sid).encode())
+        h.update(_y_digest(y1))
+        return h.hexdigest()[:32]
+
+    def _run(self, y: Tensor, ids: list[int]) -> Tensor:
+        self.computed += y.shape[0]
+        with torch.no_grad(), _frozen(self.model):
+            outs = []
+            for i in range(0, y.shape[0], self.batch_size):
+                yb, ib = y[i : i + self.batch_size], ids[i : i + self.batch_size]
+                if self.stochastic:
+                    outs.append(
+                        self.model.reconstruct(  # type: ignore[attr-defined]
+                            yb, self.mask, seed=self.seed, slice_ids=ib, sample=self.sample
+                        )
+                    )
+                else:
+                    outs.append(self.model(yb, self.mask))
+            return torch.cat(outs)
+
+    def __call__(self, y: Tensor, slice_ids: Sequence[int]) -> Tensor:
+        """Reconstruct ``y [N, 1, H, W]`` (slice ``slice_ids[i]`` for row ``i``)."""
+        ids = [int(s) for s in slice_ids]
+        if len(ids) != y.shape[0]:
+            raise ValueError(f"{len(ids)} slice ids for {y.shape[0]} measurements")
+        if self._memo is None and self.cache is None:
+            return self._run(y, ids)
+        keys = [self.key(y[i], ids[i]) for i in range(len(ids))]
+        out: list[Tensor | None] = []
+        for k in keys:
+            x = self._memo.get(k) if self._memo is not None else None
+            if x is None and self.cache is not None:
+                x = self.cache.load(self.name, k)
+            out.append(x)
+        todo = [i for i, x in enumerate(out) if x is None]
+        if todo:
+            fresh = self._run(y[todo], [ids[i] for i in todo])
+            for n, i in enumerate(todo):
+                x = fresh[n].clone()
+                if self.cache is not None:
+                    self.cache.save(self.name, keys[i], x)
+                    again = self.cache.load(self.name, keys[i])  # the bits a re-run reads
+                    x = again if again is not None else x
+                out[i] = x
+        for k, x in zip(keys, out, strict=True):
+            if self._memo is not None:
+                self._memo[k] = x  # type: ignore[assignment]
+        return torch.stack(out)  # type: ignore[arg-type]
+
+    def pending_keys(self, y: Tensor, slice_ids: Sequence[int]) -> set[str]:
+        """Keys of the measurements that would have to be reconstructed (not remembered);
+        union the sets of several calls to count shared inputs once."""
+        out = set()
+        for i, sid in enumerate(slice_ids):
+            k = self.key(y[i], int(sid))
+            hit = self._memo is not None and k in self._memo
+            if not hit and self.cache is not None:
+                hit = self.cache.path(self.name, k).is_file()
+            if not hit:
+                out.add(k)
+        return out
+
+    def pending(self, y: Tensor, slice_ids: Sequence[int]) -> int:
+        """How many of these measurements would have to be reconstructed (not remembered)."""
+        return len(self.pending_keys(y, slice_ids))
+
+    def time_per_slice(self, data: SliceSet, n: int = 1) -> float:
+        """Seconds per reconstruction, timed on ``n`` slices (bypasses memo and cache)."""
+        t0 = time.perf_counter()
+        self._run(data.y[:n], data.slice_ids[:n])
+        self.computed -= n
+        return (time.perf_counter() - t0) / n
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+@dataclass
+class Evaluation:
+    """Clean, perturbed and control reconstructions of one target, and their metrics.
+
+    Tensors: ``clean`` ``[B, 1, H, W]``; ``adv``, ``rand`` ``[E, B, 1, H, W]``; per-slice
+    metrics ``psnr``, ``ssim``, ``psnr_rand``, ``ssim_rand``, ``change``, ``change_rand``,
+    ``meas_change``, ``meas_change_rand`` ``[E, B]`` (float64); ``psnr_clean``, ``ssim_clean``
+    ``[B]``.  ``change = ||f(y') - f(y)||``; ``meas_change = ||y' - y||`` (the perturbation's
+    norm as it reached the target; ``= ||F^-1 M delta||`` on the direct route).  ``rand`` and
+    its metrics are ``None`` without a control.
+    """
+
+    source: str
+    target: str
+    route: str
+    eps: list[float]
+    slice_ids: list[int]
+    seed: int | None
+    clean: Tensor
+    adv: Tensor
+    psnr_clean: Tensor
+    ssim_clean: Tensor
+    psnr: Tensor
+    ssim: Tensor
+    change: Tensor
+    meas_change: Tensor
+    rand: Tensor | None = None
+    psnr_rand: Tensor | None = None
+    ssim_rand: Tensor | None = None
+    change_rand: Tensor | None = None
+    meas_change_rand: Tensor | None = None
+
+    @property
+    def psnr_drop(self) -> Tensor:
+        """``psnr_clean - psnr`` (positive: damage), ``[E, B]``."""
+        return self.psnr_clean[None] - self.psnr
+
+    @property
+    def ssim_drop(self) -> Tensor:
+        return self.ssim_clean[None] - self.ssim
+
+    @property
+    def psnr_drop_rand(self) -> Tensor | None:
+        return None if self.psnr_rand is None else self.psnr_clean[None] - self.psnr_rand
+
+    @property
+    def ssim_drop_rand(self) -> Tensor | None:
+        return None if self.ssim_rand is None else self.ssim_clean[None] - self.ssim_rand
+
+    @property
+    def amplification(self) -> Tensor:
+        """``||f(y') - f(y)|| / ||y' - y||`` ``[E, B]`` (NaN where nothing was perturbed)."""
+        return _ratio(self.change, self.meas_change)
+
+    @property
+    def amplification_rand(self) -> Tensor | None:
+        if self.change_rand is None or self.meas_change_rand is None:
+            return None
+        return _ratio(self.change_rand, self.meas_change_rand)
+
+    def index(self, eps: float) -> int:
+        for j, e in enumerate(self.eps):
+            if abs(e - float(eps)) < 1e-9:
+                return j
+        raise KeyError(f"eps {eps!r} not in {self.eps}")
+
+    def subset(self, slice_ids: Sequence[int]) -> Evaluation:
+        """The same evaluation restricted to some slices."""
+        pos = [self.slice_ids.index(int(s)) for s in slice_ids]
+        kw: dict[str, Any] = {}
+        for name in (
+            "psnr",
+            "ssim",
+            "change",
+            "meas_change",
+            "adv",
+            "rand",
+            "psnr_rand",
+            "ssim_rand",
+            "change_rand",
+            "meas_change_rand",
+        ):
+            v = getattr(self, name)
+            kw[name] = None if v is None else v[:, pos]
+        for name in ("clean", "psnr_clean", "ssim_clean"):
+            kw[name] = getattr(self, name)[pos]
+        return Evaluation(
+            source=self.source,
+            target=self.target,
+            route=self.route,
+            eps=list(self.eps),
+            slice_ids=[self.slice_ids[p] for p in pos],
+            seed=self.seed,
+            **kw,
+        )
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.full_like(num, math.nan))
+
+
+def _metrics_grid(x: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
+    """PSNR and SSIM (paper convention) of ``x [E, B, 1, H, W]`` against ``gt [B, 1, H, W]``."""
+    e, b = x.shape[:2]
+    ref = gt[None].expand(e, *gt.shape).reshape(e * b, *gt.shape[1:])
+    flat = x.reshape(e * b, *x.shape[2:])
+    return metrics.psnr(flat, ref).view(e, b), metrics.ssim(flat, ref).view(e, b)
+
+
+def evaluate(
+    target: Target,
+    gt: Tensor,
+    y_clean: Tensor,
+    y_adv: Tensor,
+    eps: EpsLike,
+    slice_ids: Sequence[int],
+    *,
+    source: str,
+    route: str = "direct",
+    y_rand: Tensor | None = None,
+) -> Evaluation:
+    """Reconstruct the clean measurements ``y_clean [B]``, the perturbed ones ``y_adv [E, B]``
+    and (optionally) the controls ``y_rand [E, B]`` with ``target`` and score them against the
+    ground truth ``gt [B]``.  The clean and the perturbed measurement of a slice get the same
+    sampler noise (a stochastic target draws it from the slice id)."""
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+    eps_l = as_eps(eps).tolist()
+    ids = [int(s) for s in slice_ids]
+    n_e, n_b = len(eps_l), len(ids)
+    if y_adv.shape[:2] != (n_e, n_b) or y_clean.shape[0] != n_b or gt.shape[0] != n_b:
+        raise ValueError(
+            f"shapes do not match {n_e} eps x {n_b} slices: y_adv {tuple(y_adv.shape)}, "
+            f"y_clean {tuple(y_clean.shape)}, gt {tuple(gt.shape)}"
+        )
+    clean = target(y_clean, ids)
+    adv = torch.stack([target(y_adv[j], ids) for j in range(n_e)])
+    psnr0 = metrics.psnr(clean, gt)
+    ssim0 = metrics.ssim(clean, gt)
+    psnr, ssim = _metrics_grid(adv, gt)
+    ev = Evaluation(
+        source=source,
+        target=target.name,
+        route=route,
+        eps=eps_l,
+        slice_ids=ids,
+        seed=target.seed,
+        clean=clean,
+        adv=adv,
+        psnr_clean=psnr0,
+        ssim_clean=ssim0,
+        psnr=psnr,
+        ssim=ssim,
+        change=_norm(adv - clean[None]),
+        meas_change=_norm(y_adv - y_clean[None]),
+    )
+    if y_rand is not None:
+        if y_rand.shape[:2] != (n_e, n_b):
+            raise ValueError(f"y_rand shape {tuple(y_rand.shape)} != y_adv's")
+        rand = torch.stack([target(y_rand[j], ids) for j in range(n_e)])
+        ev.rand = rand
+        ev.psnr_rand, ev.ssim_rand = _metrics_grid(rand, gt)
+        ev.change_rand = _norm(rand - clean[None])
+        ev.meas_change_rand = _norm(y_rand - y_clean[None])
+    return ev
+
+
+def attack_inputs(
+    data: SliceSet, result: AttackResult, controls: Tensor | None = None, route: str = "direct"
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The measurements a target receives: ``(y_clean [B], y_adv [E, B], y_rand [E, B] or
+    None)`` on the ``direct`` route (``M (k + delta)`` unchanged) or the ``image`` route (the
+    perturbed image, min-max normalised and measured again; clean reference: delta = 0)."""
+    if result.batch_size != len(data):
+        raise ValueError(f"result has {result.batch_size} slices, data {len(data)}")
+    if controls is not None and controls.shape != result.delta.shape:
+        raise ValueError(f"controls {tuple(controls.shape)} != delta {tuple(result.delta.shape)}")
+    if route == "direct":
+        m = data.mask.to(data.y.real.dtype)
+        y_rand = None if controls is None else data.y[None] + controls * m
+        return data.y, result.y_adv, y_rand
+    if route == "image":
+        y_clean, _ = image_route_measurement(data.kspace, torch.zeros_like(data.kspace), data.mask)
+        y_adv, _ = image_route_measurement(data.kspace, result.delta, data.mask)
+        y_rand = None
+        if controls is not None:
+            y_rand, _ = image_route_measurement(data.kspace, controls, data.mask)
+        return y_clean, y_adv, y_rand
+    raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+
+
+def pending_keys(
+    target: Target,
+    data: SliceSet,
+    result: AttackResult,
+    controls: Tensor | None = None,
+    route: str = "direct",
+) -> set[str]:
+    """Keys of the reconstructions :func:`evaluate_attack` would still have to run (for a time
+    estimate; union over planned evaluations)."""
+    y_clean, y_adv, y_rand = attack_inputs(data, result, controls, route)
+    keys = target.pending_keys(y_clean, data.slice_ids)
+    for j in range(y_adv.shape[0]):
+        keys |= target.pending_keys(y_adv[j], data.slice_ids)
+        if y_rand is not None:
+            keys |= target.pending_keys(y_rand[j], data.slice_ids)
+    return keys
+
+
+def evaluate_attack(
+    target: Target,
+    data: SliceSet,
+    result: AttackResult,
+    *,
+    source: str,
+    controls: Tensor | None = None,
+    route: str = "direct",
+) -> Evaluation:
+    """Give the perturbed measurements of ``result`` (crafted on ``source``; ``[E, B]`` over
+    ``data``'s slices) to ``target``: unchanged on the ``direct`` route, re-measured through
+    the perturbed image on the ``image`` route (clean reference: the same route with delta =
+    0).  ``controls``: random perturbations ``[E, B]`` (e.g. :func:`budget_controls`)."""
+    y_clean, y_adv, y_rand = attack_inputs(data, result, controls, route)
+    return evaluate(
+        target,
+        data.images,
+        y_clean,
+        y_adv,
+        result.eps,
+        data.slice_ids,
+        source=source,
+        route=route,
+        y_rand=y_rand,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _mean_sd(v: Tensor) -> tuple[float, float]:
+    return metrics.summarize(v)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def whitebox_summary(ev: Evaluation) -> dict[str, dict[str, Any]]:
+    """``{eps: {psnr_mean, psnr_sd, ssim_mean, ssim_sd, random_psnr_mean, random_ssim_mean,
+    amplification, ...}}`` of a white-box evaluation (eps keys from :func:`eps_key`).
+
+    ``amplification``: mean over slices of ``||f(y + M delta) - f(y)|| / ||F^-1 M delta||``
+    (``None`` at eps = 0, where it is undefined).  Extra keys: drops, their SDs, the control's
+    amplification and the number of slices.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for j, e in enumerate(ev.eps):
+        pm, ps = _mean_sd(ev.psnr[j])
+        sm, ss = _mean_sd(ev.ssim[j])
+        dm, dsd = _mean_sd(ev.psnr_drop[j])
+        row: dict[str, Any] = {
+            "psnr_mean": pm,
+            "psnr_sd": ps,
+            "ssim_mean": sm,
+            "ssim_sd": ss,
+            "random_psnr_mean": None,
+            "random_ssim_mean": None,
+            "amplification": _finite_or_none(float(ev.amplification[j].mean())),
+            "psnr_drop_mean": dm,
+            "psnr_drop_sd": dsd,
+            "ssim_drop_mean": float(ev.ssim_drop[j].mean()),
+        }
+        if ev.psnr_rand is not None and ev.ssim_rand is not None:
+            row["random_psnr_mean"] = float(ev.psnr_rand[j].mean())
+            row["random_ssim_mean"] = float(ev.ssim_rand[j].mean())
+            row["random_psnr_drop_mean"] = float(ev.psnr_drop_rand[j].mean())  # type: ignore[index]
+            amp_r = ev.amplification_rand
+            row["random_amplification"] = (
+                None if amp_r is None else _finite_or_none(float(amp_r[j].mean()))
+            )
+        row["n_slices"] = len(ev.slice_ids)
+        out[eps_key(e)] = row
+    return out
+
+
+def transfer_summary(ev: Evaluation) -> dict[str, dict[str, Any]]:
+    """``{eps: {psnr_mean, ssim_mean, psnr_drop, random_psnr_drop, ...}}``: means over the
+    evaluation's slices; ``psnr_drop = clean PSNR - perturbed PSNR`` (positive = damage) over
+    the same slices and sampler noise.  Extra keys: SDs, SSIM drops, the clean PSNR, the
+    amplification and the number of slices."""
+    out: dict[str, dict[str, Any]] = {}
+    for j, e in enumerate(ev.eps):
+        dm, dsd = _mean_sd(ev.psnr_drop[j])
+        row: dict[str, Any] = {
+            "psnr_mean": float(ev.psnr[j].mean()),
+            "ssim_mean": float(ev.ssim[j].mean()),
+            "psnr_drop": dm,
+            "random_psnr_drop": None,
+            "psnr_drop_sd": dsd,
+            "ssim_drop": float(ev.ssim_drop[j].mean()),
+            "clean_psnr_mean": float(ev.psnr_clean.mean()),
+            "clean_ssim_mean": float(ev.ssim_clean.mean()),
+            "amplification": _finite_or_none(float(ev.amplification[j].mean())),
+        }
+        if ev.psnr_rand is not None:
+            row["random_psnr_drop"] = float(ev.psnr_drop_rand[j].mean())  # type: ignore[index]
+            row["random_psnr_drop_sd"] = _mean_sd(ev.psnr_drop_rand[j])[1]  # type: ignore[index]
+            row["random_ssim_drop"] = float(ev.ssim_drop_rand[j].mean())  # type: ignore[index]
+        row["n_slices"] = len(ev.slice_ids)
+        out[eps_key(e)] = row
+    return out
+
+
+def seed_summary(evals: Sequence[Evaluation], eps: float) -> dict[str, Any]:
+    """PSNR drop (and the control's) at one eps for evaluations that differ only in the
+    sampler seed: per-seed means, their mean and SD across seeds."""
+    if not evals:
+        raise ValueError("no evaluations")
+    drops = [float(ev.psnr_drop[ev.index(eps)].mean()) for ev in evals]
+    rdrops = [
+        float(ev.psnr_drop_rand[ev.index(eps)].mean())  # type: ignore[index]
+        for ev in evals
+        if ev.psnr_drop_rand is not None
+    ]
+    out: dict[str, Any] = {
+        "seeds": [ev.seed for ev in evals],
+        "psnr_drop_per_seed": drops,
+        "psnr_drop_seed_mean": float(np.mean(drops)),
+        "psnr_drop_seed_sd": float(np.std(drops, ddof=1)) if len(drops) > 1 else 0.0,
+    }
+    if rdrops:
+        out["random_psnr_drop_per_seed"] = rdrops
+        out["random_psnr_drop_seed_mean"] = float(np.mean(rdrops))
+    return out
+
+
+def per_slice_rows(ev: Evaluation) -> list[dict[str, Any]]:
+    """One CSV row per (eps, slice) with every per-slice number of an evaluation."""
+    rows = []
+    amp, amp_r = ev.amplification, ev.amplification_rand
+
+    def num(t: Tensor | None, j: int, b: int) -> float | str:
+        if t is None:
+            return ""
+        v = float(t[j, b])
+        return round(v, 6) if math.isfinite(v) else ""
+
+    for j, e in enumerate(ev.eps):
+        for b, sid in enumerate(ev.slice_ids):
+            rows.append(
+                {
+                    "source": ev.source,
+                    "target": ev.target,
+                    "route": ev.route,
+                    "seed": "" if ev.seed is None else ev.seed,
+                    "eps": eps_key(e),
+                    "slice": sid,
+                    "psnr_clean": round(float(ev.psnr_clean[b]), 6),
+                    "ssim_clean": round(float(ev.ssim_clean[b]), 6),
+                    "psnr": num(ev.psnr, j, b),
+                    "ssim": num(ev.ssim, j, b),
+                    "psnr_random": num(ev.psnr_rand, j, b),
+                    "ssim_random": num(ev.ssim_rand, j, b),
+                    "change_l2": num(ev.change, j, b),
+                    "perturbation_l2": num(ev.meas_change, j, b),
+                    "amplification": num(amp, j, b),
+                    "amplification_random": num(amp_r, j, b),
+                }
+            )
+    return rows
+
+
+def transfer_matrix(
+    table: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
+    sources: Sequence[str],
+    targets: Sequence[str],
+    eps: float,
+    key: str = "psnr_drop",
+) -> np.ndarray:
+    """``[len(sources), len(targets)]`` array of ``table[source][target][eps][key]`` (NaN
+    where absent), from the ``metrics_transfer.json`` layout."""
+    k = eps_key(eps)
+    out = np.full((len(sources), len(targets)), np.nan)
+    for i, s in enumerate(sources):
+        for j, t in enumerate(targets):
+            v = table.get(s, {}).get(t, {}).get(k, {}).get(key)
+            if v is not None:
+                out[i, j] = float(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# claims
+
+
+def falls_with_eps(values: Sequence[float], tol: float = 0.05) -> bool:
+    """True when a metric (ordered by increasing eps) ends below where it starts and never
+    rises by more than ``tol`` from one eps to the next."""
+    v = [float(x) for x in values]
+    if len(v) < 2:
+        return False
+    return v[-1] < v[0] and all(b <= a + tol for a, b in zip(v, v[1:], strict=False))
+
+
+#: Smallest mean excess over the control (dB) that counts as an effect in the verdicts.
+MIN_EXCESS_DB = 0.1
+#: Fewest slices for a verdict (a standard error from fewer is meaningless).
+MIN_SLICES = 3
+
+
+def excess_over_control(
+    adv_drop: Tensor, rand_drop: Tensor, min_excess: float = MIN_EXCESS_DB
+) -> dict[str, float | bool]:
+    """Paired comparison over slices of the adversarial and the control PSNR drop: mean
+    excess (dB), its standard error, and ``clear``: at least :data:`MIN_SLICES` slices, a mean
+    excess of at least ``min_excess`` dB and above twice its standard error (a rough one-sided
+    95 % criterion)."""
+    d = (adv_drop - rand_drop).to(torch.float64).flatten()
+    n = d.numel()
+    mean = float(d.mean())
+    se = float(d.std() / math.sqrt(n)) if n > 1 else math.inf
+    clear = n >= MIN_SLICES and mean >= min_excess and mean - 2 * se > 0
+    return {"excess": mean, "se": se, "clear": bool(clear), "n": n}
+
+
+def clear_word(ex: Mapping[str, Any]) -> str:
+    """``'clear'``, ``'not clear'`` or ``'too few slices'`` for one :func:`excess_over_control`."""
+    if ex["n"] < MIN_SLICES:
+        return "too few slices"
+    return "clear" if ex["clear"] else "not clear"
+
+
+def claim_verdict(comparisons: Sequence[Mapping[str, Any]]) -> str:
+    """``'reproduced'`` when every comparison (:func:`excess_over_control`) is clear,
+    ``'undecided (fewer than MIN_SLICES slices)'`` when any has too few slices to decide, else
+    ``'not reproduced'``."""
+    if not comparisons:
+        return "undecided (nothing compared)"
+    if any(c["n"] < MIN_SLICES for c in comparisons):
+        return f"undecided (fewer than {MIN_SLICES} slices)"
+    return "reproduced" if all(c["clear"] for c in comparisons) else "not reproduced"
+
+
+def convergence(history: Tensor, at: Sequence[int]) -> Tensor:
+    """Best damage reached by step ``t`` for each ``t`` in ``at``: ``[len(at), ...]`` from a
+    ``loss_history`` ``[steps + 1, ...]`` (the attack keeps the best iterate)."""
+    best = torch.cummax(history, dim=0).values
+    return torch.stack([best[min(int(t), best.shape[0] - 1)] for t in at])
+
+
+__all__ = [
+    "MIN_EXCESS_DB",
+    "MIN_SLICES",
+    "ROUTES",
+    "Evaluation",
+    "ReconCache",
+    "SliceSet",
+    "Target",
+    "attack_settings",
+    "budget_controls",
+    "attack_inputs",
+    "budget_gap",
+    "claim_verdict",
+    "clear_word",
+    "cached_grid",
+    "control_deltas",
+    "convergence",
+    "diffusion_objective_label",
+    "diffusion_settings",
+    "eps_key",
+    "evaluate",
+    "evaluate_attack",
+    "excess_over_control",
+    "falls_with_eps",
+    "merge_eps",
+    "missing_pairs",
+    "model_id",
+    "pending_keys",
+    "per_slice_rows",
+    "run_diffusion_whitebox",
+    "run_whitebox",
+    "seed_summary",
+    "slice_set",
+    "spread_ids",
+    "subset_result",
+    "time_attack_step",
+    "transfer_matrix",
+    "transfer_summary",
+    "whitebox_summary",
+]

@@ -1,0 +1,448 @@
+"""Tests of mripkg.robustness (white-box / transfer orchestration) and the figure 3-5 helpers,
+on 32 x 32 phantoms with tiny models (fast, CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mripkg import figures, robustness
+from mripkg.analysis import all_finite, write_json
+from mripkg.attacks import AttackCache, AttackSettings
+from mripkg.models import ZeroFilled
+from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
+from mripkg.physics import equispaced_mask, kspace_norm, zero_filled_real
+from mripkg.profiles import DDPMConfig
+
+matplotlib.use("Agg")
+
+N = 32
+EPS = (0.0, 0.01, 0.04)
+WB_KEYS = {
+    "psnr_mean",
+    "psnr_sd",
+    "ssim_mean",
+    "ssim_sd",
+    "random_psnr_mean",
+    "random_ssim_mean",
+    "amplification",
+}
+TR_KEYS = {"psnr_mean", "ssim_mean", "psnr_drop", "random_psnr_drop"}
+
+
+class TinyNet(nn.Module):
+    """Residual conv net on ``Re F^-1 y``, non-negative output."""
+
+    name = "tiny"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 1, 3, padding=1)
+        )
+
+    def forward(self, y: Tensor, mask: Tensor) -> Tensor:
+        x = zero_filled_real(y)
+        return F.softplus(x + self.body(x), beta=20.0)
+
+
+def _phantoms(n_img: int, seed: int = 0) -> Tensor:
+    """Random ellipses in [0, 1], ``[n_img, 1, N, N]``."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(N), torch.arange(N), indexing="ij")
+    out = torch.zeros(n_img, 1, N, N)
+    for i in range(n_img):
+        for _ in range(5):
+            cy, cx = (torch.rand(2, generator=g) * 0.6 + 0.2) * N
+            ry, rx = (torch.rand(2, generator=g) * N / 5 + 2).tolist()
+            val = float(torch.rand(1, generator=g)) * 0.7 + 0.3
+            inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+            out[i, 0][inside] = torch.maximum(out[i, 0][inside], torch.tensor(val))
+    return out / out.flatten(1).amax(1).view(-1, 1, 1, 1)
+
+
+class _Split:
+    name = "test"
+
+    def __init__(self, images: Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def mask() -> Tensor:
+    return equispaced_mask(N, 4, 0.08)
+
+
+@pytest.fixture(scope="module")
+def data(mask) -> robustness.SliceSet:
+    return robustness.slice_set(_Split(_phantoms(5)), mask, n=3)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TinyNet:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return TinyNet().eval()
+
+
+@pytest.fixture(scope="module")
+def diff() -> DiffusionReconstructor:
+    cfg = DDPMConfig(
+        base_channels=8,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        train_steps=1,
+        batch_size=1,
+        crop_size=N,
+        sampler_steps=3,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = EpsUNet(cfg)
+        nn.init.normal_(net.conv_out.weight, std=0.05)  # zero-initialised: make it matter
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return DiffusionReconstructor(net, steps=3, seed=7).eval()
+
+
+def _settings(steps: int = 4, **kw) -> AttackSettings:
+    return AttackSettings(steps=steps, seed=0, **kw)
+
+
+def _rel_norm(delta: Tensor, kspace: Tensor) -> Tensor:
+    e, b = delta.shape[:2]
+    d64 = delta.to(torch.complex128).reshape(e * b, *delta.shape[2:])
+    return kspace_norm(d64).reshape(e, b) / kspace_norm(kspace.to(torch.complex128))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def test_eps_key_spread_merge():
+    assert robustness.eps_key(0.04) == "0.04"
+    assert robustness.eps_key(0.0) == "0.00"
+    assert robustness.eps_key(0.005) == "0.005"
+    assert robustness.eps_key(0.1 + 0.2 - 0.3 + 0.04) == "0.04"
+    assert robustness.spread_ids(16, 8) == [0, 2, 4, 6, 9, 11, 13, 15]
+    assert robustness.spread_ids(4, 9) == [0, 1, 2, 3]
+    assert robustness.spread_ids(4, 2) == [0, 3]
+    assert robustness.merge_eps((0.0, 0.02), [0.01, 0.02], 0.04) == [0.0, 0.01, 0.02, 0.04]
+    assert robustness.merge_eps((0.02,), [], ()) == [0.02]
+    with pytest.raises(ValueError):
+        robustness.merge_eps((0.01, -0.1))
+    assert robustness.model_id({"sha256": "abcdef0123456789"}) == "abcdef012345"
+    assert robustness.model_id({}) == ""
+
+
+def test_slice_set(data, mask):
+    assert data.slice_ids == [0, 2, 4]
+    assert torch.equal(data.y, data.kspace * mask)
+    sub = data.take([4, 0])
+    assert sub.slice_ids == [4, 0] and torch.equal(sub.images[0], data.images[2])
+    with pytest.raises(KeyError):
+        data.take([1])
+
+
+def test_claim_helpers():
+    assert robustness.falls_with_eps([30.0, 29.0, 27.0])
+    assert robustness.falls_with_eps([30.0, 30.03, 27.0])  # within tolerance
+    assert not robustness.falls_with_eps([30.0, 31.0, 27.0])
+    assert not robustness.falls_with_eps([30.0, 30.0])
+    clear = robustness.excess_over_control(torch.tensor([2.0, 2.1, 1.9]), torch.zeros(3))
+    assert clear["clear"] and abs(clear["excess"] - 2.0) < 1e-6
+    noisy = robustness.excess_over_control(torch.tensor([1.0, -1.0, 0.2]), torch.zeros(3))
+    assert not noisy["clear"]
+    tiny_effect = robustness.excess_over_control(torch.full((5,), 0.05), torch.zeros(5))
+    assert not tiny_effect["clear"]  # below the minimum effect size
+    two = robustness.excess_over_control(torch.tensor([2.0, 2.1]), torch.zeros(2))
+    assert not two["clear"]  # too few slices for a verdict
+    assert robustness.clear_word(two) == "too few slices"
+    assert robustness.clear_word(clear) == "clear" and robustness.clear_word(noisy) == "not clear"
+    assert robustness.claim_verdict([clear, clear]) == "reproduced"
+    assert robustness.claim_verdict([clear, noisy]) == "not reproduced"
+    assert robustness.claim_verdict([clear, two]).startswith("undecided")
+    assert robustness.claim_verdict([]).startswith("undecided")
+    hist = torch.tensor([[0.0], [3.0], [2.0], [5.0]])
+    assert robustness.convergence(hist, [0, 2, 3, 99]).flatten().tolist() == [0, 3, 5, 5]
+
+
+# --------------------------------------------------------------------------------------------
+# attacks through the orchestration
+
+
+@pytest.mark.parametrize("which", ["zero_filled", "tiny"])
+def test_bound_holds_for_every_eps_and_model(data, tiny, which, tmp_path):
+    model = ZeroFilled() if which == "zero_filled" else tiny
+    cache = AttackCache("t", root=tmp_path)
+    res = robustness.run_whitebox(
+        model, which, data, EPS, _settings(), profile="t", batch_size=4, cache=cache
+    )
+    assert res.delta.shape == (len(EPS), len(data), 1, N, N)
+    rel = _rel_norm(res.delta, data.kspace)
+    eps = torch.tensor(EPS, dtype=torch.float64)[:, None]
+    assert (rel <= eps * (1 + 1e-6)).all()
+    assert (res.delta[0] == 0).all() and torch.equal(res.y_adv[0], data.y)
+    assert robustness.budget_gap(res) < 1e-3  # the attack uses its budget
+    # cached results reload identically through the orchestration, with no model at all
+    again = robustness.run_whitebox(
+        model, which, data, EPS, _settings(), profile="t", batch_size=2, cache=cache
+    )
+    assert again.equal(res)
+    grid = robustness.cached_grid(which, data, EPS, _settings(), profile="t", cache=cache)
+    assert grid is not None and grid.equal(res)
+    assert robustness.missing_pairs(which, data, EPS, _settings(), profile="t", cache=cache) == 0
+    assert robustness.missing_pairs(which, data, EPS, _settings(5), profile="t", cache=cache) == 6
+    assert robustness.cached_grid(which, data, EPS, _settings(5), profile="t", cache=cache) is None
+
+
+def test_diffusion_whitebox_bound_and_cache(data, diff, tmp_path):
+    cache = AttackCache("t", root=tmp_path)
+    one = data.take([2])
+    label = robustness.diffusion_objective_label(2, diff.seed)
+    settings = _settings(2, objective=label)
+    res = robustness.run_diffusion_whitebox(
+        diff, one, (0.0, 0.04), settings, profile="t", steps=2, cache=cache
+    )
+    rel = _rel_norm(res.delta, one.kspace)
+    assert rel[0, 0] == 0 and 0.039 < float(rel[1, 0]) <= 0.04 * (1 + 1e-6)
+    assert res.best_damage[1, 0] > 0
+    again = robustness.run_diffusion_whitebox(
+        diff, one, (0.0, 0.04), settings, profile="t", steps=2, cache=cache
+    )
+    assert again.equal(res)
+    assert all(p.requires_grad is False for p in diff.parameters())
+    with pytest.raises(ValueError, match="objective"):
+        robustness.run_diffusion_whitebox(
+            diff, one, (0.04,), _settings(2, objective="x"), profile="t", steps=2, cache=cache
+        )
+
+
+def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
+    res = robustness.run_whitebox(
+        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+    )
+    ctl = robustness.control_deltas(res, mask, data.slice_ids, seed=3)
+    bud = robustness.budget_controls(data.kspace, mask, data.slice_ids, EPS, seed=3)
+    assert ctl.shape == bud.shape == res.delta.shape
+    n_adv = _rel_norm(res.delta, data.kspace)
+    assert torch.allclose(_rel_norm(ctl, data.kspace), n_adv, rtol=1e-5, atol=0)
+    eps = torch.tensor(EPS, dtype=torch.float64)[:, None].expand_as(n_adv)
+    assert torch.allclose(_rel_norm(bud, data.kspace), eps, rtol=1e-5, atol=1e-12)
+    for t in (ctl, bud):
+        assert (t[..., ~mask] == 0).all() and (t.imag == 0).all() and (t[0] == 0).all()
+    # same direction for the same (seed, slice, eps); another seed gives another direction
+    unit = ctl[1:] / _rel_norm(ctl, data.kspace)[1:, :, None, None, None]
+    unit_b = bud[1:] / _rel_norm(bud, data.kspace)[1:, :, None, None, None]
+    assert torch.allclose(unit, unit_b, atol=1e-5)
+    other = robustness.budget_controls(data.kspace, mask, data.slice_ids, EPS, seed=4)
+    assert not torch.allclose(other[1:], bud[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+def test_eps_zero_changes_nothing(data, tiny, tmp_path):
+    res = robustness.run_whitebox(
+        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+    )
+    target = robustness.Target("tiny", tiny, data.mask, memo=False)
+    ctl = robustness.control_deltas(res, data.mask, data.slice_ids, seed=0)
+    ev = robustness.evaluate_attack(target, data, res, source="tiny", controls=ctl)
+    assert torch.equal(ev.adv[0], ev.clean) and torch.equal(ev.rand[0], ev.clean)
+    assert torch.equal(ev.psnr[0], ev.psnr_clean) and (ev.psnr_drop[0] == 0).all()
+    assert (ev.change[0] == 0).all() and torch.isnan(ev.amplification[0]).all()
+    # the attack hurts its own model and moves it more than noise of the same norm
+    assert (ev.change[1:] > 0).all()
+    assert (ev.change[-1] > ev.change_rand[-1]).all()
+    s = robustness.whitebox_summary(ev)
+    assert s["0.00"]["amplification"] is None
+    assert s["0.00"]["psnr_mean"] == s["0.00"]["random_psnr_mean"]
+    assert s["0.04"]["amplification"] > 0
+
+
+def test_zero_filled_amplification_is_about_one(data, tmp_path):
+    """|F^-1 (y + M delta)| - |F^-1 y| is at most |F^-1 M delta| pixelwise: amplification <= 1."""
+    zf = ZeroFilled()
+    res = robustness.run_whitebox(
+        zf, "zero_filled", data, EPS, _settings(), profile="t", cache=AttackCache("t", tmp_path)
+    )
+    ev = robustness.evaluate_attack(
+        robustness.Target("zero_filled", zf, data.mask), data, res, source="zero_filled"
+    )
+    amp = ev.amplification[1:]
+    assert (amp <= 1 + 1e-5).all() and (amp > 0.3).all()
+
+
+@pytest.mark.parametrize("memo", [False, True])
+def test_transfer_uses_the_same_sampler_noise(data, diff, memo):
+    """The clean measurement sent through the transfer path gives exactly the clean
+    reconstruction: same noise per slice for clean and perturbed input."""
+    target = robustness.Target("diffusion", diff, data.mask, batch_size=2, memo=memo)
+    y_same = torch.stack([data.y, data.y.clone()])
+    ev = robustness.evaluate(
+        target, data.images, data.y, y_same, (0.01, 0.02), data.slice_ids, source="x"
+    )
+    assert torch.equal(ev.adv[0], ev.clean) and torch.equal(ev.adv[1], ev.clean)
+    assert (ev.psnr_drop == 0).all()
+    # the noise is that of the slice, not of the batch position
+    rev = target(data.y.flip(0), data.slice_ids[::-1])
+    assert torch.allclose(rev.flip(0), ev.clean, atol=1e-5)
+    # another seed is other noise
+    other = target.with_seed(seed=8)(data.y, data.slice_ids)
+    assert not torch.allclose(other, ev.clean, atol=1e-4)
+    assert other.shape == ev.clean.shape
+
+
+def test_recon_cache_reloads_identically(data, diff, tmp_path):
+    cache = robustness.ReconCache(tmp_path / "recons")
+    t1 = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
+    first = t1(data.y, data.slice_ids)
+    assert t1.computed == len(data)
+    t2 = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
+    assert t2.pending(data.y, data.slice_ids) == 0
+    again = t2(data.y, data.slice_ids)
+    assert t2.computed == 0 and torch.equal(again, first)
+    # other weights, other seed or another measurement are other entries
+    t3 = robustness.Target("diffusion", diff, data.mask, weights_id="v", cache=cache)
+    assert t3.pending(data.y, data.slice_ids) == len(data)
+    assert t1.with_seed(seed=1).pending(data.y, data.slice_ids) == len(data)
+    assert t2.pending(data.y * 1.01, data.slice_ids) == len(data)
+    # -0.0 and 0.0 are the same measurement
+    assert t2.pending(data.y + torch.zeros((), dtype=data.y.dtype), data.slice_ids) == 0
+
+
+def test_image_route_clean_reference(data, tiny, tmp_path):
+    res = robustness.run_whitebox(
+        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+    )
+    target = robustness.Target("tiny", tiny, data.mask)
+    bud = robustness.budget_controls(data.kspace, data.mask, data.slice_ids, EPS, seed=0)
+    ev = robustness.evaluate_attack(target, data, res, source="tiny", route="image", controls=bud)
+    assert ev.route == "image"
+    assert (ev.psnr_drop[0] == 0).all() and (ev.change[0] == 0).all()
+    assert (ev.change[1:] > 0).all()
+    with pytest.raises(ValueError):
+        robustness.evaluate_attack(target, data, res, source="tiny", route="nope")
+
+
+def test_json_and_csv_layout(data, tiny, tmp_path):
+    res = robustness.run_whitebox(
+        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+    )
+    zf = ZeroFilled()
+    ctl = robustness.control_deltas(res, data.mask, data.slice_ids, seed=0)
+    bud = robustness.budget_controls(data.kspace, data.mask, data.slice_ids, EPS, seed=0)
+    wb = robustness.evaluate_attack(
+        robustness.Target("tiny", tiny, data.mask), data, res, source="tiny", controls=ctl
+    )
+    tr = robustness.evaluate_attack(
+        robustness.Target("zero_filled", zf, data.mask), data, res, source="tiny", controls=bud
+    )
+    white = {"tiny": robustness.whitebox_summary(wb)}
+    transfer = {"tiny": {"zero_filled": robustness.transfer_summary(tr)}}
+    assert set(white["tiny"]) == {"0.00", "0.01", "0.04"}
+    for row in white["tiny"].values():
+        assert WB_KEYS <= set(row)
+    for row in transfer["tiny"]["zero_filled"].values():
+        assert TR_KEYS <= set(row)
+    row = transfer["tiny"]["zero_filled"]["0.04"]
+    assert math.isclose(row["psnr_drop"], row["clean_psnr_mean"] - row["psnr_mean"], abs_tol=1e-9)
+    assert row["psnr_drop"] > 0 and row["random_psnr_drop"] is not None
+    for name, obj in (("w.json", white), ("t.json", transfer)):
+        p = write_json(tmp_path / name, obj)  # refuses NaN
+        back = json.loads(p.read_text())
+        assert back == json.loads(json.dumps(obj)) and all_finite(back)
+    mat = robustness.transfer_matrix(transfer, ["tiny", "x"], ["zero_filled", "tiny"], 0.04)
+    assert mat.shape == (2, 2) and mat[0, 0] == row["psnr_drop"]
+    assert np.isnan(mat[0, 1]) and np.isnan(mat[1]).all()
+    rows = robustness.per_slice_rows(wb) + robustness.per_slice_rows(tr)
+    assert len(rows) == 2 * len(EPS) * len(data)
+    assert all(list(r) == list(rows[0]) for r in rows)
+    seeds = robustness.seed_summary([tr, tr], 0.04)
+    assert seeds["psnr_drop_seed_sd"] == 0.0 and len(seeds["psnr_drop_per_seed"]) == 2
+    sub = tr.subset([4])
+    assert sub.slice_ids == [4] and torch.equal(sub.adv[:, 0], tr.adv[:, 2])
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+
+def test_zoom_window_finds_planted_difference():
+    g = np.random.default_rng(0)
+    diff = g.normal(0, 0.01, (64, 64))
+    diff[40:48, 10:18] += 0.5  # planted 8 x 8 change
+    assert figures.zoom_window(diff, 8) == (40, 10)
+    r, c = figures.zoom_window(torch.tensor(diff), 16)
+    assert r <= 40 and r + 16 >= 48 and c <= 10 and c + 16 >= 18
+    single = np.zeros((32, 32))
+    single[0, 31] = -1.0  # sign does not matter; a corner is reachable
+    assert figures.zoom_window(single, 4) == (0, 28)
+    with pytest.raises(ValueError):
+        figures.zoom_window(diff, 65)
+
+
+def test_figures_draw(data, tiny, tmp_path):
+    import matplotlib.pyplot as plt
+
+    res = robustness.run_whitebox(
+        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+    )
+    ctl = robustness.control_deltas(res, data.mask, data.slice_ids, seed=0)
+    ev = robustness.evaluate_attack(
+        robustness.Target("resunetpp", tiny, data.mask), data, res, source="x", controls=ctl
+    )
+    fig = figures.plot_white_box(
+        {"resunetpp": ev}, {"resunetpp": res}, {"resunetpp": robustness.whitebox_summary(ev)}, 1
+    )
+    plt.close(fig)
+    fig = figures.plot_attack_convergence(
+        res.loss_history[:, -1], 2, {1.0: res.loss_history[:, -1]}
+    )
+    plt.close(fig)
+    fig = figures.plot_small_eps_transfer(
+        data.images[0], ev.clean[0], {0.01: ev.adv[1, 0], 0.04: ev.adv[2, 0]}, {0.01: ev.rand[1, 0]}
+    )
+    plt.close(fig)
+    table = {"resunetpp": {"resunetpp": robustness.transfer_summary(ev)}}
+    fig = figures.plot_transfer_curves(table, ["resunetpp"], ["resunetpp", "irim"], 0.04)
+    plt.close(fig)
+
+
+def test_subset_result_and_pending(data, tiny, diff, tmp_path):
+    res = robustness.run_whitebox(
+        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+    )
+    sub = robustness.subset_result(res, data, [4, 0], (0.04, 0.0))
+    assert sub.eps.tolist() == [0.04, 0.0]
+    assert torch.equal(sub.delta[0, 0], res.delta[2, 2]) and torch.equal(sub.y_adv[1, 1], data.y[0])
+    assert sub.loss_history.shape == (res.loss_history.shape[0], 2, 2)
+    part = data.take([4, 0])
+    bud = robustness.budget_controls(part.kspace, part.mask, part.slice_ids, sub.eps, seed=0)
+    target = robustness.Target("diffusion", diff, data.mask)
+    keys = robustness.pending_keys(target, part, sub, bud)
+    # clean (2) + adversarial at 0.04 (2) + controls at 0.04 (2); eps 0 repeats the clean input
+    assert len(keys) == 6
+    ev = robustness.evaluate_attack(target, part, sub, source="tiny", controls=bud)
+    assert target.computed == 6 and not robustness.pending_keys(target, part, sub, bud)
+    assert torch.equal(ev.adv[1], ev.clean)
