@@ -326,7 +326,8 @@ def train_model(
         opt.step()
         if ema is not None:
             with torch.no_grad():
-                d = cfg.ema_decay
+                # EMA warm-up: a short horizon early on, the profile's decay later
+                d = min(cfg.ema_decay, (1 + step) / (10 + step))
                 for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
                     pe.mul_(d).add_(p.detach(), alpha=1 - d)
         history["step"].append(step + 1)
