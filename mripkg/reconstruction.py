@@ -132,12 +132,18 @@ def seed_spread(
     profile: Profile,
     seeds: Sequence[int],
     batch_size: int = 8,
+    known: dict[int, Tensor] | None = None,
 ) -> dict[str, Any]:
     """Posterior spread of the diffusion reconstruction across sampler seeds: PSNR per seed,
-    the mean over slices of the per-slice SD across seeds, and the pixel RMS between samples."""
+    the mean over slices of the per-slice SD across seeds, and the pixel RMS between samples.
+    ``known`` maps seeds to reconstructions already made (slice ids ``0..N-1``)."""
     mask = equispaced_mask(profile.image_size)
     y = measure(split.images, mask)
-    recs = [reconstruct(model, y, mask, None, batch_size, seed=s) for s in seeds]
+    known = known or {}
+    recs = [
+        known[s] if s in known else reconstruct(model, y, mask, None, batch_size, seed=s)
+        for s in seeds
+    ]
     ps = torch.stack([metrics.psnr(r, split.images) for r in recs])  # [S, N]
     ss = torch.stack([metrics.ssim(r, split.images) for r in recs])
     stack = torch.stack(recs)  # [S, N, 1, H, W]
