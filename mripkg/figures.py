@@ -49,8 +49,8 @@ FIGURE_CLAIMS: dict[str, tuple[str, str]] = {
     ),
     "fig2_training_curves": (
         "02_training.ipynb",
-        "Setting: the three models are trained (supervised on pairs; the DDPM on images only) "
-        "until their validation metrics level off; the loss and validation curves show how far.",
+        "Setting: the three models are trained (supervised on pairs; the DDPM on images only); "
+        "the loss and validation curves show how far each one was trained.",
     ),
     "fig3_white_box": (
         "03_white_box.ipynb",
