@@ -369,7 +369,7 @@ def export_resume_state(
     name: str, profile: Profile, state_dir: Path | None = None, dst_dir: Path | None = None
 ) -> Path:
     """Write a compact, committable resume point of an interrupted run:
-    ``weights/<profile>/<model>.resume.safetensors`` (raw and EMA weights, fp32) + JSON sidecar
+    ``weights/<profile>/<model>.resume.safetensors`` (raw and EMA weights, fp16) + JSON sidecar
     (step, CPU time, history, generator state).  Adam's moments are left out (they would double
     the size); :func:`train_model` restarts Adam from them with a 100-step LR re-warm-up."""
     _, state_path, _ = _paths(name, profile, state_dir)
@@ -388,7 +388,7 @@ def export_resume_state(
         "note": "resume point; Adam moments not included",
     }
     d = Path(dst_dir) if dst_dir is not None else shipped_weights_dir(profile.name)
-    return save_weights(d / f"{name}.resume.safetensors", tensors, meta)
+    return save_weights(d / f"{name}.resume.safetensors", tensors, meta, fp16=True)
 
 
 def import_resume_state(
