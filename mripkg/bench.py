@@ -51,7 +51,7 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
     from .data import load_dataset
     from .models.ddpm import DiffusionReconstructor, NoiseSchedule, ddpm_loss
     from .physics import equispaced_mask, fft2c, undersample
-    from .train import build_model, load_model
+    from .train import build_model, load_model, model_settings
 
     profile = get_profile(profile_name)
     setup_torch(profile)
@@ -61,7 +61,7 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
     y8 = undersample(fft2c(x8), mask)
     net = build_model(name, profile)
     out: dict[str, Any] = {"params": sum(p.numel() for p in net.parameters())}
-    cfg = {"resunetpp": profile.resunetpp, "irim": profile.irim, "ddpm": profile.ddpm}[name]
+    cfg = model_settings(name, profile)
     g = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     xb = ds["train"].images[: cfg.batch_size]

@@ -85,9 +85,13 @@ def model_config(name: str, net: nn.Module) -> dict[str, Any]:
     return json.loads(json.dumps(net.config_dict()))  # type: ignore[operator]
 
 
+def model_settings(name: str, profile: Profile) -> Any:
+    """The profile's config dataclass of a model (sizes and training schedule)."""
+    return {"resunetpp": profile.resunetpp, "irim": profile.irim, "ddpm": profile.ddpm}[name]
+
+
 def train_config(name: str, profile: Profile) -> dict[str, Any]:
-    cfg = {"resunetpp": profile.resunetpp, "irim": profile.irim, "ddpm": profile.ddpm}[name]
-    return json.loads(json.dumps(cfg.__dict__))
+    return json.loads(json.dumps(model_settings(name, profile).__dict__))
 
 
 @dataclass
@@ -198,7 +202,7 @@ def train_model(
     """
     setup_torch(profile)
     ds = dataset if dataset is not None else load_dataset(profile)
-    cfg = {"resunetpp": profile.resunetpp, "irim": profile.irim, "ddpm": profile.ddpm}[name]
+    cfg = model_settings(name, profile)
     total = int(steps if steps is not None else cfg.train_steps)
     best_path, state_path, hist_path = _paths(name, profile, out_dir)
     mask = equispaced_mask(profile.image_size)
