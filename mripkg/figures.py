@@ -10,6 +10,7 @@ the notebook's inline backend alike.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -822,6 +823,87 @@ def figure_files(profile: Profile | str) -> list[Path]:
     )
 
 
+# ------------------------------------------------------------------------ figure 6
+
+
+def plot_artifacts(
+    maps: dict[str, torch.Tensor | np.ndarray],
+    values: dict[str, torch.Tensor | np.ndarray],
+    curves: dict[str, dict[float, dict]],
+    colors: dict[str, str] | None = None,
+    map_text: dict[str, str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Figure 6: what the perturbation artifacts ``f(y + M delta) - f(y)`` look like.
+
+    Top row (a): one artifact map per entry of ``maps`` (label -> ``[H, W]``), each on its own
+    symmetric diverging scale, with ``map_text`` beneath.  Bottom row: (b) histograms of the
+    standardised artifact values inside the head (``values``: label -> 1-D), log density,
+    against the N(0, 1) density (colours name the curves, as the titles of (a) do); (c)
+    excess kurtosis, (d) adjacent-pixel correlation and (e) correlation with the ground
+    truth's edges against eps (``curves``: label -> {eps: row of
+    :func:`mripkg.artifacts.summarize`}, mean and SD); grey lines: white Gaussian noise.
+    """
+    import matplotlib.pyplot as plt
+
+    use_style()
+    col = {**MODEL_COLORS, **(colors or {})}
+    labels = list(maps)
+    n_top = max(len(labels), 4)
+    fig = plt.figure(figsize=(1.75 * n_top, 4.3), layout="constrained")
+    gs = fig.add_gridspec(2, 1, height_ratios=[1.05, 1])
+    top = gs[0].subgridspec(1, n_top).subplots()
+    for ax, lab in zip(top, labels, strict=False):
+        img = to_image(maps[lab])
+        v = float(np.abs(img).max()) or 1.0
+        im = ax.imshow(img, cmap="RdBu_r", vmin=-v, vmax=v)
+        no_ticks(ax)
+        ax.set_title(lab, color=col.get(lab, "k"))
+        if map_text and lab in map_text:
+            ax.set_xlabel(map_text[lab], fontsize=6.5)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, ticks=[-v, 0, v])
+        cb.ax.tick_params(labelsize=5.5)
+        cb.ax.set_yticklabels([f"{-v:.2g}", "0", f"{v:.2g}"])
+    for ax in top[len(labels) :]:
+        ax.axis("off")
+    panel_letter(top[0], "a", color="black")
+    bottom = gs[1].subgridspec(1, 4).subplots()
+    ax = bottom[0]
+    bins = np.linspace(-6, 6, 61)
+    for lab, v in values.items():
+        arr = np.asarray(v, dtype=float)
+        if arr.size == 0:
+            continue
+        dens, edges = np.histogram(arr, bins=bins, density=True)
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        ax.semilogy(centres, np.where(dens > 0, dens, np.nan), "-", color=col.get(lab), label=lab)
+    z = np.linspace(-6, 6, 241)
+    ax.semilogy(z, np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi), "k:", lw=1, label="N(0, 1)")
+    ax.set_ylim(1e-4, 1.5)
+    ax.set_xlabel("artifact / its SD")
+    ax.set_ylabel("density")
+    ax.set_title("colours as in (a); dotted: N(0, 1)", fontsize=6.5)
+    panel_letter(ax, "b", color="black")
+    stats = [
+        ("excess_kurtosis", "excess kurtosis", 0.0),
+        ("neighbour_corr", "adjacent-pixel correlation", 0.0),
+        ("edge_corr", "corr. of |artifact| with edges", 0.0),
+    ]
+    for ax, (key, name, ref), letter in zip(bottom[1:], stats, "cde", strict=True):
+        for lab, per_eps in curves.items():
+            eps = sorted(per_eps)
+            m = [per_eps[e][key] for e in eps]
+            sd = [per_eps[e].get(f"{key}_sd") or 0.0 for e in eps]
+            ax.errorbar(eps, m, yerr=sd, fmt="o-", color=col.get(lab), capsize=2, label=lab)
+        ax.axhline(ref, color="0.5", lw=0.8, ls="--")
+        ax.set_xlabel("ε")
+        ax.set_ylabel(name)
+        panel_letter(ax, letter, color="black")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return fig
+
+
 def grid_axes(fig: Figure, n_rows: int, n_cols: int, **kw) -> Sequence[Sequence[Axes]]:
     """``n_rows x n_cols`` axes as a nested list (always 2-D, unlike ``plt.subplots``)."""
     axes = fig.subplots(n_rows, n_cols, squeeze=False, **kw)
@@ -845,6 +927,7 @@ __all__ = [
     "panel_letter",
     "plot_clean_reconstructions",
     "plot_data_and_mask",
+    "plot_artifacts",
     "plot_attack_convergence",
     "plot_small_eps_transfer",
     "plot_training_curves",
