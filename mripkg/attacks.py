@@ -52,7 +52,6 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -66,7 +65,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .checkpoints import sha256_file
 from .physics import fft2c, ifft2c, kspace_norm
+from .profiles import progress_disabled
 
 #: ``f(y, mask) -> image``: y complex ``[N, 1, H, W]``, mask bool ``[W]``,
 #: image real ``[N, 1, H, W]``.
@@ -136,7 +137,7 @@ def _check_mask(mask: Tensor, width: int) -> None:
         raise ValueError("mask samples no columns: there is nothing to perturb")
 
 
-def _image_norm(x: Tensor) -> Tensor:
+def image_norm(x: Tensor) -> Tensor:
     """L2 norm over the last three axes ``[..., C, H, W] -> [...]`` in float64 (complex ok)."""
     if torch.is_complex(x):
         x = torch.view_as_real(x).to(torch.float64)
@@ -144,15 +145,8 @@ def _image_norm(x: Tensor) -> Tensor:
     return x.to(torch.float64).pow(2).sum(dim=(-3, -2, -1)).sqrt()
 
 
-def _progress_disabled(progress: bool | None) -> bool:
-    """``None``: show a bar only on a terminal and never when ``$CI`` is set."""
-    if progress is None:
-        return bool(os.environ.get("CI")) or not sys.stderr.isatty()
-    return not progress
-
-
 @contextlib.contextmanager
-def _frozen(*models: object) -> Iterator[None]:
+def frozen(*models: object) -> Iterator[None]:
     """Put ``nn.Module`` models in eval mode with frozen parameters; restore afterwards."""
     saved: list[tuple[list[tuple[nn.Module, bool]], list[tuple[Tensor, bool]]]] = []
     seen: set[int] = set()
@@ -306,7 +300,7 @@ class AttackResult:
         os.close(fd)
         try:
             save_file(tensors, tmp)
-            digest = _sha256(Path(tmp))
+            digest = sha256_file(Path(tmp))
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -332,7 +326,7 @@ class AttackResult:
         side = json.loads(side_path.read_text())
         if side.get("format") != FORMAT:
             raise ValueError(f"{side_path}: unknown format {side.get('format')!r}")
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest != side.get("sha256"):
             raise ValueError(f"{path}: sha256 does not match its sidecar (corrupt or replaced)")
         raw = load_file(str(path))
@@ -341,14 +335,6 @@ class AttackResult:
             t = raw[name]
             kw[name] = torch.view_as_complex(t.contiguous()) if name in cls._COMPLEX else t
         return cls(**kw, meta=side.get("meta", {}))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -442,7 +428,7 @@ def _attack_flat(
     chunk = int(batch_size) if batch_size else max(1, active.numel())
     chunks = [active[i : i + chunk] for i in range(0, active.numel(), chunk)]
     bar = tqdm(
-        total=len(chunks) * steps, desc="k-space attack", disable=_progress_disabled(progress)
+        total=len(chunks) * steps, desc="k-space attack", disable=progress_disabled(progress)
     )
     mview = m if not complex_delta else m[:, None]
     try:
@@ -504,7 +490,7 @@ def _attack_flat(
     finally:
         bar.close()
     out["rel_norm"] = torch.where(
-        knorm > 0, _image_norm(out["delta"]) / knorm.clamp_min(1e-300), torch.zeros_like(knorm)
+        knorm > 0, image_norm(out["delta"]) / knorm.clamp_min(1e-300), torch.zeros_like(knorm)
     )
     return out
 
@@ -512,7 +498,7 @@ def _attack_flat(
 def _enforce_bound(delta: Tensor, budget: Tensor) -> Tensor:
     """Shrink any ``delta`` whose float64 norm exceeds ``budget`` by rounding (complex
     ``[N, 1, H, W]``, ``budget`` float64 ``[N]``)."""
-    norm = _image_norm(delta)
+    norm = image_norm(delta)
     over = norm > budget
     if not bool(over.any()):
         return delta
@@ -615,7 +601,7 @@ def kspace_attack(
         noise = torch.randn(
             shape, generator=generator, dtype=kspace.real.dtype, device=generator.device
         ).to(kspace.device)
-    with _frozen(model, objective_model):
+    with frozen(model, objective_model):
         out = _attack_flat(
             model,
             objective_model,
@@ -685,8 +671,8 @@ def random_control(
     z = z * (m if real else m[:, None])
     if not real:
         z = torch.view_as_complex(z)
-    target = _image_norm(delta)
-    scale = target / _image_norm(z).clamp_min(1e-300)
+    target = image_norm(delta)
+    scale = target / image_norm(z).clamp_min(1e-300)
     z = z * scale.view(*scale.shape, 1, 1, 1)
     if is_complex:
         dtype = delta.dtype
@@ -721,12 +707,12 @@ def amplification(
     if not torch.is_complex(d):
         d = torch.complex(d, torch.zeros_like(d))
     d = d.to(y.dtype)
-    with torch.no_grad(), _frozen(model):
+    with torch.no_grad(), frozen(model):
         f0 = model(y, mask) if clean is None else clean
         y_pert = (y + d).reshape(-1, *y.shape[1:])
         f1 = model(y_pert, mask).reshape(*lead, *f0.shape)
-        num = _image_norm(f1 - f0)
-    den = _image_norm(ifft2c(d))
+        num = image_norm(f1 - f0)
+    den = image_norm(ifft2c(d))
     return num / den
 
 
@@ -1024,7 +1010,7 @@ def cached_attack(
             settings.init_scale,
             objective_model,
         )
-        with _frozen(model, objective_model):
+        with frozen(model, objective_model):
             for start in range(0, len(missing), chunk):
                 part = missing[start : start + chunk]
                 bs = torch.tensor([b for _, b in part], device=kspace.device)
@@ -1083,6 +1069,8 @@ __all__ = [
     "amplification",
     "as_eps",
     "cached_attack",
+    "frozen",
+    "image_norm",
     "image_route_measurement",
     "item_seed",
     "kspace_attack",

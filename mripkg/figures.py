@@ -21,6 +21,7 @@ import matplotlib as mpl
 import numpy as np
 import torch
 
+from .models import MODEL_LABELS
 from .paths import figures_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -360,12 +361,6 @@ def plot_data_and_mask(
 # ------------------------------------------------------------------------ figure 2
 
 MODEL_COLUMNS = ("zero_filled", "resunetpp", "irim", "diffusion")
-MODEL_LABELS = {
-    "zero_filled": "zero-filled",
-    "resunetpp": "ResUNet++",
-    "irim": "i-RIM",
-    "diffusion": "diffusion",
-}
 MODEL_COLORS = {
     "zero_filled": "0.5",
     "resunetpp": "tab:blue",

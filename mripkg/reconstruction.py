@@ -20,19 +20,15 @@ from tqdm.auto import tqdm
 from . import metrics
 from .checkpoints import atomic_write_bytes
 from .data import MRIDataset, Split
+from .models import MODEL_LABELS
 from .models.base import ZeroFilled
 from .models.ddpm import DiffusionReconstructor
 from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile
-from .train import load_or_train, progress_disabled
+from .profiles import Profile, progress_disabled
+from .train import load_or_train
 
 MODELS = ("zero_filled", "resunetpp", "irim", "diffusion")
-LABELS = {
-    "zero_filled": "zero-filled",
-    "resunetpp": "ResUNet++",
-    "irim": "i-RIM",
-    "diffusion": "diffusion (DDPM)",
-}
+LABELS = MODEL_LABELS  # the one table of display names (mripkg.models)
 
 
 def build_reconstructors(

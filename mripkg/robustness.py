@@ -35,13 +35,12 @@ id, eps), so the two kinds point in the same direction.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import metrics
 from .attacks import (
@@ -59,6 +58,8 @@ from .attacks import (
     EpsLike,
     as_eps,
     cached_attack,
+    frozen,
+    image_norm,
     image_route_measurement,
     item_seed,
     kspace_attack,
@@ -124,34 +125,6 @@ def attack_settings(
 def diffusion_objective_label(steps: int, seed: int) -> str:
     """Cache label of the white-box diffusion objective (fixed-noise short sampler)."""
     return f"fixed-noise-{int(steps)}-seed{int(seed)}"
-
-
-def _norm(x: Tensor) -> Tensor:
-    """L2 norm over the last three axes in float64 (complex ok): ``[..., 1, H, W] -> [...]``."""
-    if torch.is_complex(x):
-        x = torch.view_as_real(x)
-        return x.to(torch.float64).pow(2).sum(dim=(-4, -3, -2, -1)).sqrt()
-    return x.to(torch.float64).pow(2).sum(dim=(-3, -2, -1)).sqrt()
-
-
-@contextlib.contextmanager
-def _frozen(module: object) -> Iterator[None]:
-    """Eval mode and frozen parameters for an ``nn.Module`` (restored afterwards)."""
-    if not isinstance(module, nn.Module):
-        yield
-        return
-    modes = [(m, m.training) for m in module.modules()]
-    grads = [(p, p.requires_grad) for p in module.parameters()]
-    module.eval()
-    for p, _ in grads:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, t in modes:
-            m.training = t
-        for p, r in grads:
-            p.requires_grad_(r)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +241,7 @@ def run_diffusion_whitebox(
     if settings.objective != expected:
         raise ValueError(f"settings.objective {settings.objective!r} != {expected!r}")
     parts = []
-    with _frozen(diff):
+    with frozen(diff):
         for b, sid in enumerate(data.slice_ids):
 
             def objective(y: Tensor, m: Tensor, sid: int = sid) -> Tensor:
@@ -338,7 +311,7 @@ def time_attack_step(
     """Seconds per (slice, eps) pair and attack step, from a two-step attack on ``batch``
     slices (about three forward and two backward passes, so it slightly overestimates)."""
     k = data.kspace[: max(1, min(batch, len(data)))]
-    with _frozen(model):
+    with frozen(model):
         t0 = time.perf_counter()
         kspace_attack(model, k, data.mask, eps, steps=2, progress=False)
         dt = time.perf_counter() - t0
@@ -382,7 +355,7 @@ def budget_controls(
         raise ValueError(f"{len(slice_ids)} slice ids for {kspace.shape[0]} slices")
     m = mask.to(kspace.real.dtype)
     n_entries = float(mask.sum()) * kspace.shape[-2]
-    knorm = _norm(kspace)  # [B]
+    knorm = image_norm(kspace)  # [B]
     out = torch.zeros((eps_t.shape[0], *kspace.shape), dtype=kspace.dtype)
     for j, e in enumerate(eps_t.tolist()):
         for b, sid in enumerate(slice_ids):
@@ -541,7 +514,7 @@ class Target:
 
     def _run(self, y: Tensor, ids: list[int]) -> Tensor:
         self.computed += y.shape[0]
-        with torch.no_grad(), _frozen(self.model):
+        with torch.no_grad(), frozen(self.model):
             outs = []
             for i in range(0, y.shape[0], self.batch_size):
                 yb, ib = y[i : i + self.batch_size], ids[i : i + self.batch_size]
@@ -766,8 +739,8 @@ def evaluate(
         ssim_clean=ssim0,
         psnr=psnr,
         ssim=ssim,
-        change=_norm(adv - clean[None]),
-        meas_change=_norm(y_adv - y_clean[None]),
+        change=image_norm(adv - clean[None]),
+        meas_change=image_norm(y_adv - y_clean[None]),
     )
     if y_rand is not None:
         if y_rand.shape[:2] != (n_e, n_b):
@@ -775,8 +748,8 @@ def evaluate(
         rand = torch.stack([target(y_rand[j], ids) for j in range(n_e)])
         ev.rand = rand
         ev.psnr_rand, ev.ssim_rand = _metrics_grid(rand, gt)
-        ev.change_rand = _norm(rand - clean[None])
-        ev.meas_change_rand = _norm(y_rand - y_clean[None])
+        ev.change_rand = image_norm(rand - clean[None])
+        ev.meas_change_rand = image_norm(y_rand - y_clean[None])
     return ev
 
 

@@ -20,9 +20,7 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +45,9 @@ from .data import MRIDataset, Split, load_dataset
 from .models.ddpm import DiffusionReconstructor, EpsUNet, NoiseSchedule, ddpm_loss
 from .paths import checkpoint_dir, shipped_weights_dir
 from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile, get_profile, setup_torch
+from .profiles import Profile, get_profile, progress_disabled, setup_torch
 
 MODEL_NAMES = ("resunetpp", "irim", "ddpm")
-
-
-def progress_disabled() -> bool:
-    """tqdm is quiet under CI and when stderr is not a terminal."""
-    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
 
 
 def build_model(name: str, profile: Profile) -> nn.Module:
@@ -303,7 +296,7 @@ def train_model(
             save_weights(best_path, target.state_dict(), meta)
 
     net.train()
-    disable = progress_disabled() if progress is None else not progress
+    disable = progress_disabled(progress)
     bar = tqdm(range(start, total), initial=start, total=total, desc=name, disable=disable)
     step = start
     for step in bar:

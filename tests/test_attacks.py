@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
+from tiny_models import TinyNet
 from torch import Tensor, nn
 
 from mripkg.attacks import (
@@ -21,26 +21,10 @@ from mripkg.attacks import (
     random_control,
 )
 from mripkg.models import ZeroFilled
-from mripkg.physics import equispaced_mask, fft2c, kspace_norm, zero_filled_real
+from mripkg.physics import equispaced_mask, fft2c, kspace_norm
 
 N = 32
 EPS_GRID = (0.0, 0.01, 0.03, 0.08)
-
-
-class TinyNet(nn.Module):
-    """Residual conv net on ``Re F^-1 y`` with a softplus output (non-negative)."""
-
-    name = "tiny"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 1, 3, padding=1)
-        )
-
-    def forward(self, y: Tensor, mask: Tensor) -> Tensor:
-        x = zero_filled_real(y)
-        return F.softplus(x + self.body(x), beta=20.0)
 
 
 def _phantoms(n_img: int, seed: int = 0) -> Tensor:

@@ -10,7 +10,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from tiny_models import TinyNet
 from torch import Tensor, nn
 
 from mripkg import figures, robustness
@@ -18,7 +18,7 @@ from mripkg.analysis import all_finite, write_json
 from mripkg.attacks import AttackCache, AttackSettings
 from mripkg.models import ZeroFilled
 from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
-from mripkg.physics import equispaced_mask, kspace_norm, zero_filled_real
+from mripkg.physics import equispaced_mask, kspace_norm
 from mripkg.profiles import DDPMConfig
 
 matplotlib.use("Agg")
@@ -35,22 +35,6 @@ WB_KEYS = {
     "amplification",
 }
 TR_KEYS = {"psnr_mean", "ssim_mean", "psnr_drop", "random_psnr_drop"}
-
-
-class TinyNet(nn.Module):
-    """Residual conv net on ``Re F^-1 y``, non-negative output."""
-
-    name = "tiny"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 1, 3, padding=1)
-        )
-
-    def forward(self, y: Tensor, mask: Tensor) -> Tensor:
-        x = zero_filled_real(y)
-        return F.softplus(x + self.body(x), beta=20.0)
 
 
 def _phantoms(n_img: int, seed: int = 0) -> Tensor:
