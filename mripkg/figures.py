@@ -605,11 +605,13 @@ def plot_attack_convergence(
     title_long: str = "",
     title_lr: str = "",
     slice_labels: Sequence[str] | None = None,
+    lr_ylabel: str = "best damage so far (mean over slices)",
 ) -> Figure:
     """Attack convergence: (a) best damage so far ``||f(y + M delta) - f(y)||^2`` against the
     Adam step for a long run (one line per slice, relative to its final value), with the
-    profile's step count marked; (b) the same, mean over slices, for several relative
-    learning rates (``lr_histories[lr_rel]``: ``loss_history`` ``[steps + 1, B]``)."""
+    profile's step count marked; (b) the same, mean over problems, for several relative
+    learning rates (``lr_histories[lr_rel]``: ``[steps + 1, N]``, raw ``loss_history`` or the
+    normalised curves of :func:`mripkg.robustness.step_size_scores`)."""
     import matplotlib.pyplot as plt
 
     use_style()
@@ -637,7 +639,7 @@ def plot_attack_convergence(
             label = f"lr_rel = {lr:g}" + (" (profile)" if mine else "")
             ax.plot(np.arange(hb.shape[0]), hb.numpy(), lw=2.0 if mine else 1.0, label=label)
         ax.set_xlabel("Adam step")
-        ax.set_ylabel("best damage so far (mean over slices)")
+        ax.set_ylabel(lr_ylabel)
         ax.set_title(("b   " + title_lr).strip(), loc="left")
         ax.legend(loc="lower right")
     return fig

@@ -1037,6 +1037,28 @@ def convergence(history: Tensor, at: Sequence[int]) -> Tensor:
     return torch.stack([best[min(int(t), best.shape[0] - 1)] for t in at])
 
 
+def step_size_scores(
+    histories: Mapping[float, Tensor],
+) -> tuple[dict[float, Tensor], dict[float, float]]:
+    """Compare Adam step sizes on the same attack problems.
+
+    ``histories[lr_rel]``: ``loss_history`` ``[steps + 1, N]`` of the same ``N`` problems
+    (slices x eps x models, same order for every step size).  Each problem's best-damage-so-far
+    curve is divided by the best final damage any step size reached on it, so problems of
+    different scale weigh the same.  Returns those normalised curves ``{lr: [steps + 1, N]}``
+    and the score of each step size: the mean final ratio (1 = best on every problem).
+    """
+    if not histories:
+        raise ValueError("no step sizes to compare")
+    shapes = {tuple(h.shape) for h in histories.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"histories must share one [steps + 1, N] shape, got {sorted(shapes)}")
+    best = {lr: torch.cummax(h.double(), dim=0).values for lr, h in histories.items()}
+    top = torch.stack([b[-1] for b in best.values()]).amax(0).clamp_min(1e-30)  # [N]
+    curves = {lr: b / top for lr, b in best.items()}
+    return curves, {lr: float(c[-1].mean()) for lr, c in curves.items()}
+
+
 __all__ = [
     "MIN_EXCESS_DB",
     "MIN_SLICES",
@@ -1071,6 +1093,7 @@ __all__ = [
     "seed_summary",
     "slice_set",
     "spread_ids",
+    "step_size_scores",
     "subset_result",
     "time_attack_step",
     "transfer_matrix",

@@ -430,3 +430,18 @@ def test_subset_result_and_pending(data, tiny, diff, tmp_path):
     ev = robustness.evaluate_attack(target, part, sub, source="tiny", controls=bud)
     assert target.computed == 6 and not robustness.pending_keys(target, part, sub, bud)
     assert torch.equal(ev.adv[1], ev.clean)
+
+
+def test_step_size_scores_normalise_each_problem() -> None:
+    # two problems of very different scale; lr 1 wins the first, lr 3 the second
+    h1 = torch.tensor([[0.0, 0.0], [5.0, 50.0], [10.0, 60.0]])
+    h3 = torch.tensor([[0.0, 0.0], [8.0, 100.0], [6.0, 90.0]])  # best-so-far keeps 8 and 100
+    curves, scores = robustness.step_size_scores({1.0: h1, 3.0: h3})
+    assert scores[1.0] == pytest.approx((1.0 + 0.6) / 2)
+    assert scores[3.0] == pytest.approx((0.8 + 1.0) / 2)
+    assert torch.all(curves[3.0][1:] >= curves[3.0][:-1])  # best so far never falls
+    assert float(torch.stack([c[-1] for c in curves.values()]).amax(0).min()) == 1.0
+    with pytest.raises(ValueError, match="one \\[steps"):
+        robustness.step_size_scores({1.0: h1, 3.0: h3[:, :1]})
+    with pytest.raises(ValueError, match="no step sizes"):
+        robustness.step_size_scores({})
