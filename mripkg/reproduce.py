@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,49 @@ class RunRecord:
     notebook: str
     seconds: float
     figures: list[str] = field(default_factory=list)
+    peak_rss_gb: float | None = None  # the kernel's peak resident memory, sampled
+
+
+class MemoryWatch:
+    """Sample the summed resident memory of this process's children (the papermill kernel)
+    every ``interval_s`` in a background thread; ``peak_gb`` is the largest sample.  Needs
+    psutil (an ipykernel dependency); without it ``peak_gb`` stays ``None``."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.peak_gb: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            gb = total / 1e9
+            if total and (self.peak_gb is None or gb > self.peak_gb):
+                self.peak_gb = gb
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> MemoryWatch:
+        try:
+            import psutil  # noqa: F401
+        except ImportError:
+            return self
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def quiet() -> bool:
@@ -170,8 +214,8 @@ def write_manifest(
         f"- started {started.isoformat(timespec='seconds')}, "
         f"total run time {total_s:.1f} s ({total_s / 60:.1f} min)",
         f"- data: {'embedded MNI152 / Colin27 volumes' if data_dir is None else data_dir}",
-        "- notebooks run: "
-        + (", ".join(f"`{r.notebook}` ({r.seconds:.1f} s)" for r in records) or "none"),
+        "- notebooks run (wall time, peak memory of the kernel): "
+        + (", ".join(f"`{r.notebook}` ({r.seconds:.1f} s{_gb(r)})" for r in records) or "none"),
         "",
         "| file | notebook | profile | paper claim it illustrates |",
         "|---|---|---|---|",
@@ -185,6 +229,10 @@ def write_manifest(
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def _gb(r: RunRecord) -> str:
+    return "" if r.peak_rss_gb is None else f", {r.peak_rss_gb:.2f} GB"
 
 
 def _rel(p: Path) -> str:
@@ -235,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         before = _snapshot(profile)
         t = time.perf_counter()
         try:
-            run_notebook(nb, profile, out_dir, args.data_dir)
+            with MemoryWatch() as mem:
+                run_notebook(nb, profile, out_dir, args.data_dir)
         except NotebookFailed as err:
             print(f"FAILED: {err}", file=sys.stderr)
             print(
@@ -245,8 +294,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         after = _snapshot(profile)
         made = sorted(name for name, m in after.items() if before.get(name) != m)
-        records.append(RunRecord(nb.name, time.perf_counter() - t, made))
-        say(f"[{profile}] {nb.name} done in {records[-1].seconds:.1f} s: {len(made)} figure files")
+        records.append(RunRecord(nb.name, time.perf_counter() - t, made, mem.peak_gb))
+        peak = "" if mem.peak_gb is None else f", kernel peak memory {mem.peak_gb:.2f} GB"
+        say(
+            f"[{profile}] {nb.name} done in {records[-1].seconds:.1f} s{peak}: "
+            f"{len(made)} figure files"
+        )
     total = time.perf_counter() - t0
     manifest = write_manifest(profile, records, started, total, args.data_dir)
     print(f"[{profile}] {len(records)} notebooks in {total:.1f} s; manifest: {_rel(manifest)}")

@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mripkg.paths import REPO_ROOT, build_dir, figures_dir, run_dir
-from mripkg.reproduce import discover, select
+from mripkg.reproduce import MemoryWatch, discover, select
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -95,3 +95,14 @@ def test_failing_notebook_stops_the_run(tmp_path):
     assert (out / "01_fails.ipynb").is_file()  # kept, with the traceback
     assert not (out / "02_after.ipynb").exists()  # stopped at the first failure
     assert not (nbdir / "ran").exists()
+
+
+def test_memory_watch_sees_a_child_process() -> None:
+    pytest.importorskip("psutil")
+    code = "import time; b = bytearray(300_000_000); b[::4096] = b'x' * 73243; time.sleep(1.5)"
+    with MemoryWatch(interval_s=0.1) as mem:
+        subprocess.run([sys.executable, "-c", code], check=True)
+    assert mem.peak_gb is not None and mem.peak_gb > 0.25
+    with MemoryWatch(interval_s=0.1) as idle:
+        pass
+    assert idle.peak_gb is None  # no child, no sample
