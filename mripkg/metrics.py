@@ -29,6 +29,10 @@ from torchmetrics.functional.image import (
 
 CONVENTIONS = ("paper", "head", "fastmri")
 
+#: images per SSIM call: torchmetrics' float64 convolution on CPU unfolds its input (about
+#: 60 MB per 128 px image), so large batches are split; the values do not depend on it
+SSIM_CHUNK = 4
+
 
 def _as_batch(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor):
@@ -69,7 +73,15 @@ def psnr(x: Tensor, ref: Tensor) -> Tensor:
 def ssim(x: Tensor, ref: Tensor) -> Tensor:
     """SSIM, paper convention (min-max normalised, data range 1, Gaussian 11 x 11 window)."""
     x, ref = _pair(x, ref)
-    return _tm_ssim(normalize(x), normalize(ref), data_range=1.0, reduction="none")
+    xn, rn = normalize(x), normalize(ref)
+    return torch.cat(
+        [
+            _tm_ssim(
+                xn[i : i + SSIM_CHUNK], rn[i : i + SSIM_CHUNK], data_range=1.0, reduction="none"
+            )
+            for i in range(0, xn.shape[0], SSIM_CHUNK)
+        ]
+    )
 
 
 def nmse(x: Tensor, ref: Tensor) -> Tensor:
@@ -104,9 +116,18 @@ def ssim_head(x: Tensor, ref: Tensor, mask: Tensor) -> Tensor:
     """Mean of the SSIM map over the pixels inside the head ``mask`` (paper normalisation)."""
     x, ref = _pair(x, ref)
     m = _mask_batch(mask, x).to(x.dtype)
-    _, smap = _tm_ssim(
-        normalize(x), normalize(ref), data_range=1.0, reduction="none", return_full_image=True
-    )
+    xn, rn = normalize(x), normalize(ref)
+    maps = [
+        _tm_ssim(
+            xn[i : i + SSIM_CHUNK],
+            rn[i : i + SSIM_CHUNK],
+            data_range=1.0,
+            reduction="none",
+            return_full_image=True,
+        )[1]
+        for i in range(0, xn.shape[0], SSIM_CHUNK)
+    ]
+    smap = torch.cat(maps)
     if smap.shape != m.shape:
         raise RuntimeError(f"unexpected SSIM map shape {tuple(smap.shape)}")
     return (smap * m).flatten(1).sum(1) / m.flatten(1).sum(1)

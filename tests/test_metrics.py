@@ -138,3 +138,19 @@ def test_batch_without_channel_axis_and_all_metrics():
         assert v.shape == (2,) and torch.isfinite(v).all()
     mean, sd = metrics.summarize(out["psnr"])
     assert math.isfinite(mean) and sd >= 0
+
+
+def test_ssim_does_not_depend_on_the_chunking() -> None:
+    g = torch.Generator().manual_seed(3)
+    ref = torch.rand(11, 1, 32, 32, generator=g)
+    x = ref + 0.1 * torch.rand(11, 1, 32, 32, generator=g)
+    mask = torch.ones(11, 1, 32, 32, dtype=torch.bool)
+    whole = [
+        torch.cat([metrics.ssim(x[i : i + 1], ref[i : i + 1]) for i in range(11)]),
+        torch.cat(
+            [metrics.ssim_head(x[i : i + 1], ref[i : i + 1], mask[i : i + 1]) for i in range(11)]
+        ),
+    ]
+    assert metrics.SSIM_CHUNK < 11  # several chunks
+    torch.testing.assert_close(metrics.ssim(x, ref), whole[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(metrics.ssim_head(x, ref, mask), whole[1], rtol=0, atol=1e-12)
