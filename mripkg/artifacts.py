@@ -245,29 +245,71 @@ def per_slice_rows(
     return rows
 
 
-def noise_likeness(summary: Mapping[str, Any]) -> float:
-    """One number for "how much like white Gaussian noise" from a :func:`summarize` row:
-    the largest of |excess kurtosis| / 3, |neighbour correlation| and |edge correlation|
-    (0 for ideal white noise; each term is about 1 for a clearly structured artifact)."""
-    terms = [
-        abs(summary["excess_kurtosis"]) / 3.0,
-        abs(summary["neighbour_corr"]),
-        abs(summary["edge_corr"]),
-    ]
-    return float(max(terms))
+#: The criteria of claim 4, each a comparison of the diffusion model's artifacts with the
+#: supervised models' at one eps: (statistic, which way is "more like white Gaussian noise",
+#: what it tests).  "abs_lower": smaller absolute value; "higher" / "lower": the value itself.
+CLAIM4_CRITERIA: tuple[tuple[str, str, str], ...] = (
+    ("neighbour_corr", "lower", "texture: less correlated between adjacent pixels"),
+    ("spectral_flatness", "higher", "texture: flatter power spectrum"),
+    ("excess_kurtosis", "abs_lower", "marginal: pixel values closer to Gaussian tails"),
+    ("edge_corr", "lower", "not anatomical: less aligned with tissue edges"),
+    ("detection_auc", "lower", "harder to detect: the blind noise estimate separates less"),
+)
+
+
+def claim4_criteria(
+    rows: Mapping[str, Mapping[str, Any]],
+    diffusion: Sequence[str],
+    supervised: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Evaluate :data:`CLAIM4_CRITERIA` on ``rows[label]`` (a :func:`summarize` row plus
+    ``detection_auc``, all at one eps).  A criterion holds when *every* diffusion artifact is
+    on the noise-like side of *every* supervised one (worst diffusion vs best supervised).
+    Returns one dict per criterion: ``statistic, meaning, diffusion, supervised, holds``
+    (``diffusion`` / ``supervised``: the worst / best value of each group)."""
+    out = []
+    for key, way, meaning in CLAIM4_CRITERIA:
+        d = [float(rows[lab][key]) for lab in diffusion]
+        s = [float(rows[lab][key]) for lab in supervised]
+        if way == "abs_lower":
+            d, s = [abs(v) for v in d], [abs(v) for v in s]
+        if way == "higher":
+            worst_d, best_s, holds = min(d), max(s), min(d) > max(s)
+        else:
+            worst_d, best_s, holds = max(d), min(s), max(d) < min(s)
+        out.append(
+            {
+                "statistic": key,
+                "meaning": meaning,
+                "diffusion": worst_d,
+                "supervised": best_s,
+                "holds": bool(holds),
+            }
+        )
+    return out
+
+
+def claim4_verdict(criteria: Sequence[Mapping[str, Any]]) -> str:
+    """``reproduced`` (every criterion holds), ``partly reproduced`` or ``not reproduced``."""
+    held = [bool(c["holds"]) for c in criteria]
+    if held and all(held):
+        return "reproduced"
+    return "partly reproduced" if any(held) else "not reproduced"
 
 
 __all__ = [
+    "CLAIM4_CRITERIA",
     "STATISTICS",
     "WHITE_NOISE_FLATNESS",
     "artifact_stats",
     "auc",
+    "claim4_criteria",
+    "claim4_verdict",
     "detection_auc",
     "edge_corr",
     "gaussian_reference",
     "gradient_magnitude",
     "neighbour_corr",
-    "noise_likeness",
     "noise_sigma",
     "per_slice_rows",
     "spectral_flatness",
