@@ -879,8 +879,7 @@ def plot_artifacts(
     ax.set_ylim(1e-4, 1.5)
     ax.set_xlabel("artifact / its SD")
     ax.set_ylabel("density")
-    ax.set_title("colours as in (a); dotted: N(0, 1)", fontsize=6.5)
-    panel_letter(ax, "b", color="black")
+    ax.set_title("b   colours as in (a); dotted: N(0, 1)", loc="left", fontsize=6.5)
     stats = [
         ("excess_kurtosis", "excess kurtosis", 0.0),
         ("neighbour_corr", "adjacent-pixel correlation", 0.0),
@@ -895,7 +894,7 @@ def plot_artifacts(
         ax.axhline(ref, color="0.5", lw=0.8, ls="--")
         ax.set_xlabel("ε")
         ax.set_ylabel(name)
-        panel_letter(ax, letter, color="black")
+        ax.set_title(letter, loc="left", fontweight="bold")
     if title:
         fig.suptitle(title, fontsize=8)
     return fig
