@@ -453,9 +453,10 @@ def load_or_train(
     return res.net, res.meta, res.history
 
 
-def ship(name: str, profile: Profile, fp16: bool = True) -> Path:
+def ship(name: str, profile: Profile, fp16: bool = True, note: str | None = None) -> Path:
     """Copy the best checkpoint of ``runs/<profile>/checkpoints`` to ``weights/<profile>/``,
-    stored as fp16 when that changes validation PSNR by less than 0.01 dB."""
+    stored as fp16 when that changes validation PSNR by less than 0.01 dB; ``note`` (e.g. how
+    the run deviated from the profile's recipe) goes into the JSON sidecar."""
     best, _, hist = _paths(name, profile, None)
     state, meta = load_weights(best, profile.name, name)
     dst = shipped_weights_dir(profile.name) / f"{name}.safetensors"
@@ -479,6 +480,8 @@ def ship(name: str, profile: Profile, fp16: bool = True) -> Path:
                 scores.append(evaluate(net, val, mask)["psnr"])
         use16 = abs(scores[0] - scores[1]) < 0.01
         meta["fp16_check_val_psnr"] = {"fp32": scores[0], "fp16": scores[1]}
+    if note:
+        meta["note"] = note
     save_weights(dst, state, meta, fp16=use16)
     if hist.is_file():
         shutil.copyfile(hist, dst.with_suffix(".history.json"))
