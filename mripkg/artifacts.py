@@ -87,7 +87,10 @@ def _pair_corr(u: Tensor, v: Tensor, w: Tensor) -> Tensor:
 def neighbour_corr(a: Tensor, region: Tensor) -> Tensor:
     """Mean of the horizontal and vertical lag-1 correlations of ``a [N, 1, H, W]`` over pixel
     pairs that both lie in ``region``; ``[N]``.  White noise: about 0."""
-    a, r = _check_pair(a, region)
+    return _neighbour_corr(*_check_pair(a, region))
+
+
+def _neighbour_corr(a: Tensor, r: Tensor) -> Tensor:
     w = r.to(a.dtype)
     wh = w[..., :, 1:] * w[..., :, :-1]
     wv = w[..., 1:, :] * w[..., :-1, :]
@@ -109,6 +112,10 @@ def edge_corr(a: Tensor, gt: Tensor, region: Tensor) -> Tensor:
     """Correlation of ``|a|`` with the gradient magnitude of the ground truth ``gt`` inside
     ``region``; ``[N]``.  Near 0 for noise, positive for changes on tissue boundaries."""
     a, r = _check_pair(a, region)
+    return _edge_corr(a, gt, r)
+
+
+def _edge_corr(a: Tensor, gt: Tensor, r: Tensor) -> Tensor:
     if gt.shape != a.shape:
         raise ValueError(f"gt {tuple(gt.shape)} does not match the artifacts {tuple(a.shape)}")
     return _pair_corr(a.abs(), gradient_magnitude(gt), r.to(a.dtype))
@@ -119,7 +126,10 @@ def spectral_flatness(a: Tensor, region: Tensor) -> Tensor:
     removed inside): ``exp(mean log P) / mean P`` over all non-DC frequencies of the power
     spectrum ``P = |FFT|^2``; ``[N]`` in (0, 1]."""
     a, r = _check_pair(a, region)
-    mean, _, _, _ = _masked_moments(a, r)
+    return _spectral_flatness(a, r, _masked_moments(a, r)[0])
+
+
+def _spectral_flatness(a: Tensor, r: Tensor, mean: Tensor) -> Tensor:
     c = (a - mean.view(-1, 1, 1, 1)) * r.to(a.dtype)
     p = torch.fft.fft2(c).abs().pow(2).flatten(1)[:, 1:]  # drop DC
     p = p.clamp_min(1e-300)
@@ -130,8 +140,8 @@ def artifact_stats(a: Tensor, gt: Tensor, region: Tensor) -> dict[str, Tensor]:
     """All :data:`STATISTICS` of artifact maps ``a [N, 1, H, W]`` (``gt``: the ground truth,
     ``region``: bool head masks, both ``[N, 1, H, W]``); each value ``[N]`` float64 (NaN for an
     all-zero artifact, e.g. eps = 0)."""
-    a64, r = _check_pair(a, region)
-    _, m2, m3, m4 = _masked_moments(a64, r)
+    a64, r = _check_pair(a, region)  # validated once; the helpers below trust it
+    mean, m2, m3, m4 = _masked_moments(a64, r)
     ok = m2 > 1e-30
     safe = m2.clamp_min(1e-30)
     nan = torch.full_like(m2, math.nan)
@@ -139,9 +149,9 @@ def artifact_stats(a: Tensor, gt: Tensor, region: Tensor) -> dict[str, Tensor]:
         "rms": (a64.pow(2) * r).flatten(1).sum(1).div(r.flatten(1).sum(1)).sqrt(),
         "skewness": torch.where(ok, m3 / safe.pow(1.5), nan),
         "excess_kurtosis": torch.where(ok, m4 / safe.pow(2) - 3.0, nan),
-        "neighbour_corr": torch.where(ok, neighbour_corr(a64, r), nan),
-        "edge_corr": torch.where(ok, edge_corr(a64, gt, r), nan),
-        "spectral_flatness": torch.where(ok, spectral_flatness(a64, r), nan),
+        "neighbour_corr": torch.where(ok, _neighbour_corr(a64, r), nan),
+        "edge_corr": torch.where(ok, _edge_corr(a64, gt, r), nan),
+        "spectral_flatness": torch.where(ok, _spectral_flatness(a64, r, mean), nan),
     }
 
 
@@ -225,6 +235,20 @@ def stats_grid(artifacts: Tensor, gt: Tensor, region: Tensor) -> dict[str, Tenso
     return {k: v.view(e, b) for k, v in artifact_stats(flat, g, r).items()}
 
 
+def summarize_grid(grid: Mapping[str, Tensor], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` of each row of a :func:`stats_grid` result: ``{keys[j]: summary of
+    eps j}`` (``keys``: one label per eps, e.g. ``robustness.eps_key``)."""
+    return {k: summarize({s: v[j] for s, v in grid.items()}) for j, k in enumerate(keys)}
+
+
+def detection_by_eps(clean: Tensor, perturbed: Tensor, keys: Sequence[str]) -> dict[str, float]:
+    """:func:`detection_auc` of clean reconstructions ``[B, 1, H, W]`` against each row of
+    perturbed ones ``[E, B, 1, H, W]``: ``{keys[j]: AUC at eps j}``."""
+    if perturbed.shape[0] != len(keys):
+        raise ValueError(f"{len(keys)} keys for {perturbed.shape[0]} rows of perturbed images")
+    return {k: detection_auc(clean, perturbed[j]) for j, k in enumerate(keys)}
+
+
 def detection_auc(clean: Tensor, perturbed: Tensor) -> float:
     """How well the blind :func:`noise_sigma` tells perturbed reconstructions ``[B, 1, H, W]``
     from clean ones ``[B, 1, H, W]`` (AUC; 0.5 = chance, 1 = every perturbed image has a
@@ -306,6 +330,7 @@ __all__ = [
     "claim4_criteria",
     "claim4_verdict",
     "detection_auc",
+    "detection_by_eps",
     "edge_corr",
     "gaussian_reference",
     "gradient_magnitude",
@@ -316,4 +341,5 @@ __all__ = [
     "standardised_values",
     "stats_grid",
     "summarize",
+    "summarize_grid",
 ]

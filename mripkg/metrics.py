@@ -70,18 +70,27 @@ def psnr(x: Tensor, ref: Tensor) -> Tensor:
     return _tm_psnr(normalize(x), normalize(ref), data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
+def _ssim_paper(x: Tensor, ref: Tensor, full_image: bool = False) -> Tensor:
+    """torchmetrics SSIM of the min-max normalised pair, :data:`SSIM_CHUNK` images per call:
+    per-image values ``[B]``, or the SSIM maps ``[B, 1, H, W]`` with ``full_image``."""
+    xn, rn = normalize(x), normalize(ref)
+    out = []
+    for i in range(0, xn.shape[0], SSIM_CHUNK):
+        res = _tm_ssim(
+            xn[i : i + SSIM_CHUNK],
+            rn[i : i + SSIM_CHUNK],
+            data_range=1.0,
+            reduction="none",
+            return_full_image=full_image,
+        )
+        out.append(res[1] if full_image else res)
+    return torch.cat(out)
+
+
 def ssim(x: Tensor, ref: Tensor) -> Tensor:
     """SSIM, paper convention (min-max normalised, data range 1, Gaussian 11 x 11 window)."""
     x, ref = _pair(x, ref)
-    xn, rn = normalize(x), normalize(ref)
-    return torch.cat(
-        [
-            _tm_ssim(
-                xn[i : i + SSIM_CHUNK], rn[i : i + SSIM_CHUNK], data_range=1.0, reduction="none"
-            )
-            for i in range(0, xn.shape[0], SSIM_CHUNK)
-        ]
-    )
+    return _ssim_paper(x, ref)
 
 
 def nmse(x: Tensor, ref: Tensor) -> Tensor:
@@ -116,18 +125,7 @@ def ssim_head(x: Tensor, ref: Tensor, mask: Tensor) -> Tensor:
     """Mean of the SSIM map over the pixels inside the head ``mask`` (paper normalisation)."""
     x, ref = _pair(x, ref)
     m = _mask_batch(mask, x).to(x.dtype)
-    xn, rn = normalize(x), normalize(ref)
-    maps = [
-        _tm_ssim(
-            xn[i : i + SSIM_CHUNK],
-            rn[i : i + SSIM_CHUNK],
-            data_range=1.0,
-            reduction="none",
-            return_full_image=True,
-        )[1]
-        for i in range(0, xn.shape[0], SSIM_CHUNK)
-    ]
-    smap = torch.cat(maps)
+    smap = _ssim_paper(x, ref, full_image=True)
     if smap.shape != m.shape:
         raise RuntimeError(f"unexpected SSIM map shape {tuple(smap.shape)}")
     return (smap * m).flatten(1).sum(1) / m.flatten(1).sum(1)

@@ -185,3 +185,19 @@ def test_plot_artifacts_builds_every_panel() -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_per_eps_helpers_match_the_single_calls() -> None:
+    region = torch.ones(3, 1, N, N, dtype=torch.bool)
+    smooth = F.avg_pool2d(_disc(), 5, 1, 2).expand(3, 1, N, N)
+    noisy = torch.stack(
+        [smooth + s * torch.randn(3, 1, N, N, generator=_gen(8)) for s in (0.01, 0.1)]
+    )
+    keys = ["0.01", "0.02"]
+    det = artifacts.detection_by_eps(smooth, noisy, keys)
+    assert det == {k: artifacts.detection_auc(smooth, noisy[j]) for j, k in enumerate(keys)}
+    grid = artifacts.stats_grid(noisy - smooth[None], smooth, region)
+    rows = artifacts.summarize_grid(grid, keys)
+    assert rows["0.02"] == artifacts.summarize({k: v[1] for k, v in grid.items()})
+    with pytest.raises(ValueError, match="2 rows"):
+        artifacts.detection_by_eps(smooth, noisy, ["0.01"])
