@@ -97,6 +97,9 @@ class AttackConfig:
     # white-box on the diffusion model (opt-in): test slices and eps values
     diffusion_whitebox_slices: int = 4
     diffusion_whitebox_eps: tuple[float, ...] = (0.01, 0.04, 0.08)
+    # noise draws of the short sampler averaged in the white-box objective (an expectation
+    # over the sampler's randomness); 1 = one fixed draw.  The cost grows linearly with it.
+    diffusion_eot_samples: int = 1
     # transfer to the diffusion model (the expensive target): eps values, test slices, seeds
     diffusion_eps: tuple[float, ...] = (0.01, 0.02, 0.04, 0.08)
     diffusion_slices: int = 8
@@ -164,6 +167,9 @@ SMOKE = Profile(
         steps=5,
         n_slices=2,
         eps_grid=(0.0, 0.02, 0.08),
+        # on here so that the tests run the opt-in path (one slice, two noise draws: seconds)
+        diffusion_whitebox=True,
+        diffusion_eot_samples=2,
         diffusion_steps=2,
         diffusion_whitebox_slices=1,
         diffusion_whitebox_eps=(0.04,),
@@ -250,6 +256,7 @@ PAPER = Profile(
         diffusion_whitebox=True,
         diffusion_steps=20,
         diffusion_whitebox_slices=8,
+        diffusion_eot_samples=4,
         diffusion_eps=(0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08),
         diffusion_slices=32,
         diffusion_seeds=3,

@@ -2,18 +2,23 @@
 
     python -m mripkg.reproduce --profile quick            # every notebooks/NN_*.ipynb
     python -m mripkg.reproduce --profile smoke --only 01  # just notebook 01
+    python -m mripkg.reproduce --only 03 --param diffusion_whitebox=True
     python -m mripkg.reproduce --list
 
 Each notebook is executed with papermill (kernel ``python3``, per-cell timeout
 ``profile.cell_timeout_s``, parameter ``profile=<name>``; ``$MRIPKG_PROFILE`` is set for the
-kernel too) into ``build/<profile>/``.  The first failing notebook stops the run with a message
-naming the notebook and the cell, and a non-zero exit status.  At the end ``MANIFEST.md`` is
-written beside the figures (``figures/`` for quick, ``runs/<profile>/figures/`` otherwise).
+kernel too) into ``build/<profile>/``.  ``--param NAME=VALUE`` sets a further parameter (a
+Python literal, else a string) in every selected notebook whose ``parameters`` cell declares
+``NAME``; a name no selected notebook declares is an error.  The first failing notebook stops
+the run with a message naming the notebook and the cell, and a non-zero exit status.  At the
+end ``MANIFEST.md`` is written beside the figures (``figures/`` for quick,
+``runs/<profile>/figures/`` otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import os
 import re
@@ -42,6 +47,7 @@ class RunRecord:
     seconds: float
     figures: list[str] = field(default_factory=list)
     peak_rss_gb: float | None = None  # the kernel's peak resident memory, sampled
+    params: dict[str, object] = field(default_factory=dict)  # set by --param
 
 
 class MemoryWatch:
@@ -118,6 +124,59 @@ def select(notebooks: list[Path], only: str | None) -> list[Path]:
     return [have[k] for k in sorted(set(wanted))]
 
 
+RESERVED_PARAMS = ("profile", "data_dir")  # set by --profile / --data-dir
+PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_params(items: list[str] | None) -> dict[str, object]:
+    """``["name=value", ...]`` -> ``{name: value}``; a value is a Python literal
+    (``True``, ``3``, ``0.5``, ``[1, 2]``, ``'x'``) or else taken as a string."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not PARAM_NAME_RE.match(name):
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE with a Python identifier")
+        if name in RESERVED_PARAMS:
+            raise ValueError(f"--param {name}: use --{name.replace('_', '-')} instead")
+        if name in out:
+            raise ValueError(f"--param {name} given twice")
+        try:
+            out[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[name] = text.strip()
+    return out
+
+
+def declared_params(nb_path: Path) -> set[str]:
+    """Names assigned in the notebook's ``parameters``-tagged cell (empty without one)."""
+    import nbformat
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                    names.add(node.target.id)
+                elif isinstance(node, ast.Assign):
+                    names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def params_per_notebook(
+    notebooks: list[Path], params: dict[str, object]
+) -> dict[Path, dict[str, object]]:
+    """The subset of ``params`` each notebook declares; ``ValueError`` for a name that no
+    notebook declares (a typo would otherwise be ignored silently)."""
+    declared = {nb: declared_params(nb) for nb in notebooks}
+    unused = [n for n in params if not any(n in d for d in declared.values())]
+    if unused:
+        names = ", ".join(nb.name for nb in notebooks)
+        raise ValueError(f"--param {', '.join(unused)}: not a parameter of {names}")
+    return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in notebooks}
+
+
 def _cell_position(source_nb: Path, err) -> str:
     """Human-readable position of the failing cell in the *source* notebook (papermill's
     ``cell_index`` counts the injected parameters cell too)."""
@@ -147,13 +206,15 @@ def run_notebook(
     out_dir: Path,
     data_dir: str | None = None,
     timeout_s: int | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Path:
-    """Execute one notebook with papermill into ``out_dir``; raise :class:`NotebookFailed`."""
+    """Execute one notebook with papermill into ``out_dir`` (``extra``: further parameters);
+    raise :class:`NotebookFailed`."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     prof = PROFILES[profile]
-    params: dict[str, object] = {"profile": profile}
+    params: dict[str, object] = {**(extra or {}), "profile": profile}
     if data_dir is not None:
         params["data_dir"] = str(data_dir)
     out = out_dir / nb_path.name
@@ -207,10 +268,12 @@ def write_manifest(
             mtime = dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
             notebook = f"{nb_claim[0] if nb_claim else '?'} (not rebuilt in this run; {mtime})"
         rows.append((path.name, notebook, claim))
+    given = [f"`{k}={v!r}` ({r.notebook})" for r in records for k, v in r.params.items()]
     lines = [
         f"# Figures of profile `{profile}`",
         "",
         f"- written by `python -m mripkg.reproduce --profile {profile}` (mripkg {__version__})",
+        *([f"- parameters set with --param: {', '.join(given)}"] if given else []),
         f"- started {started.isoformat(timespec='seconds')}, "
         f"total run time {total_s:.1f} s ({total_s / 60:.1f} min)",
         f"- data: {'embedded MNI152 / Colin27 volumes' if data_dir is None else data_dir}",
@@ -250,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, choices=sorted(PROFILES), help="default: quick")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
     ap.add_argument("--data-dir", default=None, help="folder of your own NIfTI volumes")
+    ap.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a notebook parameter, e.g. diffusion_whitebox=True (repeatable)",
+    )
     ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
     ap.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS_DIR, help="default: notebooks/")
     ap.add_argument(
@@ -260,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         notebooks = discover(args.notebooks_dir)
         selected = select(notebooks, args.only)
-    except (FileNotFoundError, ValueError) as err:
+        extra = params_per_notebook(selected, parse_params(args.param))
+    except (FileNotFoundError, ValueError, SyntaxError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.list:
@@ -284,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         try:
             with MemoryWatch() as mem:
-                run_notebook(nb, profile, out_dir, args.data_dir)
+                run_notebook(nb, profile, out_dir, args.data_dir, extra=extra[nb])
         except NotebookFailed as err:
             print(f"FAILED: {err}", file=sys.stderr)
             print(
@@ -294,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         after = _snapshot(profile)
         made = sorted(name for name, m in after.items() if before.get(name) != m)
-        records.append(RunRecord(nb.name, time.perf_counter() - t, made, mem.peak_gb))
+        records.append(
+            RunRecord(nb.name, time.perf_counter() - t, made, mem.peak_gb, params=extra[nb])
+        )
         peak = "" if mem.peak_gb is None else f", kernel peak memory {mem.peak_gb:.2f} GB"
         say(
             f"[{profile}] {nb.name} done in {records[-1].seconds:.1f} s{peak}: "

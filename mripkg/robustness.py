@@ -122,9 +122,14 @@ def attack_settings(
     return AttackSettings.from_profile(profile, model_id=model_id(meta), **overrides)
 
 
-def diffusion_objective_label(steps: int, seed: int) -> str:
-    """Cache label of the white-box diffusion objective (fixed-noise short sampler)."""
-    return f"fixed-noise-{int(steps)}-seed{int(seed)}"
+def diffusion_objective_label(steps: int, seed: int, samples: int = 1) -> str:
+    """Cache label of the white-box diffusion objective: a ``steps``-step sampler with fixed
+    noise, averaged over ``samples`` noise draws (``samples > 1``: expectation over the
+    sampler's randomness)."""
+    if isinstance(samples, bool) or int(samples) != samples or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    label = f"fixed-noise-{int(steps)}-seed{int(seed)}"
+    return label if samples == 1 else f"{label}-eot{int(samples)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,8 +221,10 @@ def diffusion_settings(
     profile: Any, meta: Mapping[str, Any] | None, **overrides: Any
 ) -> AttackSettings:
     """Attack settings of the white-box diffusion attack: the profile's steps and ``lr_rel``,
-    the objective labelled by the short sampler's step count and noise seed."""
-    label = diffusion_objective_label(profile.attack.diffusion_steps, profile.seed)
+    the objective labelled by the short sampler's step count, noise seed and number of noise
+    draws (``profile.attack.diffusion_eot_samples``)."""
+    a = profile.attack
+    label = diffusion_objective_label(a.diffusion_steps, profile.seed, a.diffusion_eot_samples)
     return attack_settings(profile, meta, objective=label, **overrides)
 
 
@@ -229,6 +236,7 @@ def run_diffusion_whitebox(
     *,
     profile: str,
     steps: int,
+    samples: int = 1,
     source: str = "diffusion",
     cache: AttackCache | None = None,
     progress: bool | None = None,
@@ -236,8 +244,11 @@ def run_diffusion_whitebox(
     """White-box attack on the diffusion model: gradients through a short (``steps``)
     projection sampler with fixed noise (the same (seed, slice id) noise at every attack step
     and for every eps), with gradient checkpointing.  One slice at a time, so the noise of the
-    objective is that slice's.  Evaluate the result with the full sampler afterwards."""
-    expected = diffusion_objective_label(steps, diff.seed)
+    objective is that slice's.  With ``samples > 1`` the objective sums the damage over that
+    many fixed noise draws (sampler ``sample`` 0, 1, ...; draw 0 is the one of
+    ``samples = 1``): an expectation over the sampler's randomness at ``samples`` times the
+    cost.  Evaluate the result with the full sampler afterwards."""
+    expected = diffusion_objective_label(steps, diff.seed, samples)
     if settings.objective != expected:
         raise ValueError(f"settings.objective {settings.objective!r} != {expected!r}")
     parts = []
@@ -246,7 +257,13 @@ def run_diffusion_whitebox(
 
             def objective(y: Tensor, m: Tensor, sid: int = sid) -> Tensor:
                 ids = [sid] * y.shape[0]
-                return diff.reconstruct(y, m, steps=steps, slice_ids=ids, grad_checkpoint=True)
+                draws = [
+                    diff.reconstruct(
+                        y, m, steps=steps, slice_ids=ids, sample=j, grad_checkpoint=True
+                    )
+                    for j in range(samples)
+                ]
+                return draws[0] if samples == 1 else torch.cat(draws, dim=1)  # [B, S, H, W]
 
             parts.append(
                 cached_attack(
@@ -306,16 +323,25 @@ def missing_pairs(
 
 
 def time_attack_step(
-    model: Callable[[Tensor, Tensor], Tensor], data: SliceSet, batch: int, eps: float = 0.04
+    model: Callable[[Tensor, Tensor], Tensor],
+    data: SliceSet,
+    batch: int,
+    eps: float = 0.04,
+    steps: int = 3,
 ) -> float:
-    """Seconds per (slice, eps) pair and attack step, from a two-step attack on ``batch``
-    slices (about three forward and two backward passes, so it slightly overestimates)."""
+    """Seconds per (slice, eps) pair and attack step on ``batch`` slices.
+
+    A one-step attack first pays the first-call costs (allocator, kernel selection: they made
+    an untimed two-step estimate 2-3x too high); then a ``steps``-step attack is timed.  It
+    makes ``steps + 2`` forward and ``steps`` backward passes, counted as ``steps + 0.7``
+    steps (a forward pass is about a third of a step), so it still slightly overestimates."""
     k = data.kspace[: max(1, min(batch, len(data)))]
     with frozen(model):
+        kspace_attack(model, k, data.mask, eps, steps=1, progress=False)
         t0 = time.perf_counter()
-        kspace_attack(model, k, data.mask, eps, steps=2, progress=False)
+        kspace_attack(model, k, data.mask, eps, steps=steps, progress=False)
         dt = time.perf_counter() - t0
-    return dt / 2.5 / k.shape[0]
+    return dt / (steps + 0.7) / k.shape[0]
 
 
 # --------------------------------------------------------------------------------------------

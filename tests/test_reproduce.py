@@ -12,7 +12,14 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mripkg.paths import REPO_ROOT, build_dir, figures_dir, run_dir
-from mripkg.reproduce import MemoryWatch, discover, select
+from mripkg.reproduce import (
+    MemoryWatch,
+    declared_params,
+    discover,
+    params_per_notebook,
+    parse_params,
+    select,
+)
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -46,6 +53,39 @@ def test_discover_and_select(tmp_path):
     assert [p.name for p in select(found, "10,1")] == ["01_a.ipynb", "10_c.ipynb"]
     with pytest.raises(ValueError, match="07"):
         select(found, "07")
+
+
+def test_params_parsed_and_routed_to_the_notebooks_that_declare_them(tmp_path):
+    assert parse_params(["flag=True", "n=3", "x=0.5", "grid=[1, 2]", "name=abc", "s='q'"]) == {
+        "flag": True,
+        "n": 3,
+        "x": 0.5,
+        "grid": [1, 2],
+        "name": "abc",
+        "s": "q",
+    }
+    assert parse_params(None) == {}
+    for bad, match in (("novalue", "NAME=VALUE"), ("1x=2", "NAME=VALUE"), ("profile=quick", "--")):
+        with pytest.raises(ValueError, match=match):
+            parse_params([bad])
+    with pytest.raises(ValueError, match="twice"):
+        parse_params(["a=1", "a=2"])
+    a, b = tmp_path / "01_a.ipynb", tmp_path / "02_b.ipynb"
+    tag = {"tags": ["parameters"]}
+    _write_nb(a, [new_code_cell("profile: str = 'quick'\nflag: bool = False", metadata=tag)])
+    _write_nb(b, [new_code_cell("profile = 'quick'\nn = 2", metadata=tag), new_code_cell("m = 1")])
+    assert declared_params(a) == {"profile", "flag"}
+    assert declared_params(b) == {"profile", "n"}  # not m: outside the parameters cell
+    routed = params_per_notebook([a, b], {"flag": True, "n": 5})
+    assert routed == {a: {"flag": True}, b: {"n": 5}}
+    with pytest.raises(ValueError, match="typo"):
+        params_per_notebook([a, b], {"typo": 1})
+
+
+def test_unknown_param_is_a_clear_error():
+    res = _run("--profile", "smoke", "--only", "01", "--param", "no_such_parameter=1", timeout=120)
+    assert res.returncode == 2
+    assert "no_such_parameter" in res.stderr and "01_data.ipynb" in res.stderr
 
 
 def test_list():

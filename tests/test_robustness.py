@@ -220,6 +220,36 @@ def test_diffusion_whitebox_bound_and_cache(data, diff, tmp_path):
         )
 
 
+def test_diffusion_whitebox_expectation_over_noise(data, diff, tmp_path):
+    assert robustness.diffusion_objective_label(2, 0) == "fixed-noise-2-seed0"
+    assert robustness.diffusion_objective_label(2, 0, 1) == "fixed-noise-2-seed0"
+    assert robustness.diffusion_objective_label(2, 0, 3) == "fixed-noise-2-seed0-eot3"
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="samples"):
+            robustness.diffusion_objective_label(2, 0, bad)
+    cache = AttackCache("t", root=tmp_path)
+    one = data.take([2])
+    s1 = _settings(2, objective=robustness.diffusion_objective_label(2, diff.seed))
+    s2 = _settings(2, objective=robustness.diffusion_objective_label(2, diff.seed, 2))
+    kw = {"profile": "t", "steps": 2, "cache": cache}
+    fixed = robustness.run_diffusion_whitebox(diff, one, (0.04,), s1, **kw)
+    eot = robustness.run_diffusion_whitebox(diff, one, (0.04,), s2, samples=2, **kw)
+    assert float(_rel_norm(eot.delta, one.kspace)[0, 0]) <= 0.04 * (1 + 1e-6)
+    assert not torch.equal(eot.delta, fixed.delta)  # another objective, another perturbation
+    # the summed objective over two draws exceeds the single-draw damage at the same delta
+    with torch.no_grad():
+        y_adv = eot.y_adv[0]
+        draws = [
+            diff.reconstruct(y_adv, one.mask, steps=2, slice_ids=[2], sample=j)
+            - diff.reconstruct(one.y, one.mask, steps=2, slice_ids=[2], sample=j)
+            for j in range(2)
+        ]
+    per_draw = [float(d.pow(2).sum()) for d in draws]
+    assert float(eot.best_damage[0, 0]) == pytest.approx(sum(per_draw), rel=1e-4)
+    with pytest.raises(ValueError, match="objective"):  # settings of one draw, two draws asked
+        robustness.run_diffusion_whitebox(diff, one, (0.04,), s1, samples=2, **kw)
+
+
 def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
     res = robustness.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
