@@ -576,8 +576,11 @@ def kspace_attack(
             picks the best one (one extra forward of ``model`` per step, without grad).
         init_scale: norm of the random start relative to the budget (about ``init_scale * eps
             ||k||``); it must be non-zero because the damage has zero gradient at ``delta = 0``.
-        batch_size: at most this many (image, eps) pairs per optimisation run (memory); the
-            result does not depend on it beyond float rounding.
+        batch_size: at most this many (image, eps) pairs per optimisation run (memory).  The
+            pairs are optimised independently, so the result depends on it only through float
+            rounding in the batched network passes, but 100 Adam steps can amplify that: at the
+            quick profile, batches of 8 instead of 16 moved the mean white-box PSNR by up to
+            0.04 dB and single slices by more.  Same batch size, same numbers.
         progress: tqdm bar; ``None`` = only on a terminal and never when ``$CI`` is set.
 
     Returns:
@@ -796,7 +799,8 @@ def _safe(name: str, what: str) -> str:
 
 def item_seed(seed: int, slice_id: int | str, eps: float) -> int:
     """Seed of the random start of one (slice, eps) pair: independent of batching, so an
-    interrupted cached run resumes to the same numbers as an uninterrupted one."""
+    interrupted cached run resumes from the same starts as an uninterrupted one (the results
+    agree up to the batch-size effect described in :func:`kspace_attack`)."""
     blob = f"{int(seed)}|{slice_id}|{float(eps)!r}".encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
 
