@@ -70,6 +70,11 @@ def test_diffusion_reconstruction_does_not_depend_on_batching(test_split):
     y = measure(test_split.images, mask)
     a = reconstruct(model, y, mask, batch_size=1)
     b = reconstruct(model, y, mask, batch_size=len(test_split))
-    assert torch.allclose(a, b, atol=1e-5)
+    # the same noise per slice whatever the batch: equal up to float rounding of the batched
+    # convolutions (1e-5 to 4e-5 here, depending on the CPU and thread count) ...
+    assert torch.allclose(a, b, atol=2e-4)
+    # ... which is far below what other noise changes
+    other = DiffusionReconstructor(net, steps=2, seed=4)
+    assert float((reconstruct(other, y, mask, batch_size=1) - a).abs().max()) > 1e-2
     spread = seed_spread(model, test_split, SMOKE, [3, 4], known={3: b})
     assert spread["pixel_rms_across_seeds"] > 0 and len(spread["psnr_mean_per_seed"]) == 2
