@@ -149,7 +149,9 @@ def parse_params(items: list[str] | None) -> dict[str, object]:
 
 
 def declared_params(nb_path: Path) -> set[str]:
-    """Names assigned in the notebook's ``parameters``-tagged cell (empty without one)."""
+    """Names assigned in the notebook's ``parameters``-tagged cell (empty without one).
+    Parsed with :mod:`ast`: ``papermill.inspect_notebook`` skips annotations such as
+    ``str | None``."""
     import nbformat
 
     nb = nbformat.read(str(nb_path), as_version=4)

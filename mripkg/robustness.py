@@ -228,6 +228,26 @@ def diffusion_settings(
     return attack_settings(profile, meta, objective=label, **overrides)
 
 
+def diffusion_objective(
+    diff: DiffusionReconstructor, steps: int, slice_id: int, samples: int = 1
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The differentiable stand-in the white-box diffusion attack maximises the change of:
+    ``(y [B, 1, H, W], mask) -> [B, samples, H, W]``, the ``steps``-step projection sampler
+    with the fixed noise of (model seed, ``slice_id``, draw 0 .. samples - 1), with gradient
+    checkpointing.  The squared change summed over the draws is the expectation over the
+    sampler's randomness (``samples > 1``) up to a constant."""
+
+    def objective(y: Tensor, m: Tensor) -> Tensor:
+        ids = [slice_id] * y.shape[0]
+        draws = [
+            diff.reconstruct(y, m, steps=steps, slice_ids=ids, sample=j, grad_checkpoint=True)
+            for j in range(samples)
+        ]
+        return draws[0] if samples == 1 else torch.cat(draws, dim=1)
+
+    return objective
+
+
 def run_diffusion_whitebox(
     diff: DiffusionReconstructor,
     data: SliceSet,
@@ -254,20 +274,9 @@ def run_diffusion_whitebox(
     parts = []
     with frozen(diff):
         for b, sid in enumerate(data.slice_ids):
-
-            def objective(y: Tensor, m: Tensor, sid: int = sid) -> Tensor:
-                ids = [sid] * y.shape[0]
-                draws = [
-                    diff.reconstruct(
-                        y, m, steps=steps, slice_ids=ids, sample=j, grad_checkpoint=True
-                    )
-                    for j in range(samples)
-                ]
-                return draws[0] if samples == 1 else torch.cat(draws, dim=1)  # [B, S, H, W]
-
             parts.append(
                 cached_attack(
-                    objective,
+                    diffusion_objective(diff, steps, sid, samples),
                     data.kspace[b : b + 1],
                     data.mask,
                     eps,
@@ -898,6 +907,40 @@ def whitebox_summary(ev: Evaluation) -> dict[str, dict[str, Any]]:
     return out
 
 
+def short_vs_full_sampler(
+    diff: DiffusionReconstructor,
+    data: SliceSet,
+    result: AttackResult,
+    controls: Tensor,
+    full: Mapping[str, Mapping[str, Any]],
+    *,
+    steps: int,
+    batch_size: int = 8,
+) -> list[dict[str, Any]]:
+    """How much of a white-box diffusion attack's damage on its stand-in carries over.
+
+    The perturbations ``result`` (and their ``controls``) of :func:`run_diffusion_whitebox`
+    are given to the ``steps``-step sampler with the attack's noise (draw 0); ``full`` is the
+    :func:`whitebox_summary` of the same perturbations on the full sampler.  One row per eps:
+    mean PSNR drops in dB, ``short sampler``, ``control (short)``, ``full sampler``,
+    ``control (full)``."""
+    short = DiffusionReconstructor(diff.net, steps=steps, seed=diff.seed)
+    target = Target(diff.name, short, data.mask, batch_size=batch_size)
+    on_short = whitebox_summary(
+        evaluate_attack(target, data, result, source="diffusion", controls=controls)
+    )
+    return [
+        {
+            "eps": k,
+            "short sampler": round(on_short[k]["psnr_drop_mean"], 2),
+            "control (short)": round(on_short[k]["random_psnr_drop_mean"], 2),
+            "full sampler": round(v["psnr_drop_mean"], 2),
+            "control (full)": round(v["random_psnr_drop_mean"], 2),
+        }
+        for k, v in full.items()
+    ]
+
+
 def transfer_summary(ev: Evaluation) -> dict[str, dict[str, Any]]:
     """``{eps: {psnr_mean, ssim_mean, psnr_drop, random_psnr_drop, ...}}``: means over the
     evaluation's slices; ``psnr_drop = clean PSNR - perturbed PSNR`` (positive = damage) over
@@ -1103,6 +1146,7 @@ __all__ = [
     "control_deltas",
     "convergence",
     "diffusion_objective_label",
+    "diffusion_objective",
     "diffusion_settings",
     "eps_key",
     "evaluate",
@@ -1117,6 +1161,7 @@ __all__ = [
     "run_diffusion_whitebox",
     "run_whitebox",
     "seed_summary",
+    "short_vs_full_sampler",
     "slice_set",
     "spread_ids",
     "step_size_scores",

@@ -250,6 +250,35 @@ def test_diffusion_whitebox_expectation_over_noise(data, diff, tmp_path):
         robustness.run_diffusion_whitebox(diff, one, (0.04,), s1, samples=2, **kw)
 
 
+def test_short_vs_full_sampler_rows(data, diff, mask, tmp_path):
+    one = data.take([2])
+    label = robustness.diffusion_objective_label(2, diff.seed)
+    res = robustness.run_diffusion_whitebox(
+        diff,
+        one,
+        (0.0, 0.04),
+        _settings(2, objective=label),
+        profile="t",
+        steps=2,
+        cache=AttackCache("t", root=tmp_path),
+    )
+    ctl = robustness.control_deltas(res, mask, one.slice_ids, seed=0)
+    full = robustness.whitebox_summary(
+        robustness.evaluate_attack(
+            robustness.Target("diffusion", diff, mask), one, res, source="diffusion", controls=ctl
+        )
+    )
+    rows = robustness.short_vs_full_sampler(diff, one, res, ctl, full, steps=2)
+    assert [r["eps"] for r in rows] == list(full) == ["0.00", "0.04"]
+    assert rows[0]["short sampler"] == rows[0]["control (short)"] == 0
+    assert rows[1]["full sampler"] == round(full["0.04"]["psnr_drop_mean"], 2)
+    # the short sampler with the attack's noise is the objective the attack maximised
+    obj = robustness.diffusion_objective(diff, 2, 2)
+    with torch.no_grad():
+        change = obj(res.y_adv[1], mask) - obj(one.y, mask)
+    assert float(change.pow(2).sum()) == pytest.approx(float(res.best_damage[1, 0]), rel=1e-4)
+
+
 def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
     res = robustness.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
