@@ -142,16 +142,17 @@ def evaluate(recon, split: Split, mask: Tensor, batch: int = 8, **kwargs) -> dic
     """Mean PSNR / SSIM (paper convention) of ``recon`` on a split."""
     outs = []
     for i in range(0, len(split), batch):
-        x = split.images[i : i + batch]
+        x = split.images[i : i + batch].to(mask.device)
         y = undersample(fft2c(x), mask)
         if kwargs:
             outs.append(recon(y, mask, slice_ids=list(range(i, i + len(x))), **kwargs))
         else:
             outs.append(recon(y, mask))
     out = torch.cat(outs)
+    ref = split.images.to(out.device)
     return {
-        "psnr": float(metrics.psnr(out, split.images).mean()),
-        "ssim": float(metrics.ssim(out, split.images).mean()),
+        "psnr": float(metrics.psnr(out, ref).mean()),
+        "ssim": float(metrics.ssim(out, ref).mean()),
     }
 
 
@@ -184,6 +185,7 @@ def train_model(
     stop_at: int | None = None,
     log_progress: bool = False,
     resume_point: Path | None = None,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train ``name`` (``resunetpp``, ``irim`` or ``ddpm``) with the profile's settings.
 
@@ -191,15 +193,17 @@ def train_model(
     its state, once ``max_minutes`` of wall time have passed or at step ``stop_at``.  Returns the
     best network so far.  Without a local state, a portable resume point
     (``weights/<profile>/<model>.resume.safetensors``, see :func:`export_resume_state`) is
-    picked up.
+    picked up.  ``device`` (default: the CPU) is where the network trains; batches are drawn
+    on the CPU from the seeded generator and moved there, so the draws do not depend on it.
     """
     setup_torch(profile)
     ds = dataset if dataset is not None else load_dataset(profile)
     cfg = model_settings(name, profile)
     total = int(steps if steps is not None else cfg.train_steps)
     best_path, state_path, hist_path = _paths(name, profile, out_dir)
-    mask = equispaced_mask(profile.image_size)
-    net = build_model(name, profile)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    mask = equispaced_mask(profile.image_size).to(dev)
+    net = build_model(name, profile).to(dev)
     is_ddpm = name == "ddpm"
     if is_ddpm:  # channels_last: about 10 % faster convolutions on CPU (measured)
         net = net.to(memory_format=torch.channels_last)
@@ -306,11 +310,12 @@ def train_model(
                 lr *= min(1.0, (step - adam_restart + 1) / REWARM_STEPS)
             pg["lr"] = lr
         if is_ddpm:
-            x0 = _crop_batch(ds["train"], cfg.crop_size, cfg.batch_size, g)
+            x0 = _crop_batch(ds["train"], cfg.crop_size, cfg.batch_size, g).to(dev)
             x0 = x0.contiguous(memory_format=torch.channels_last)
             loss = ddpm_loss(net, x0, schedule, g)  # type: ignore[arg-type]
         else:
-            y, x = _supervised_batch(ds["train"], mask, cfg.batch_size, g)
+            y, x = _supervised_batch(ds["train"], mask.cpu(), cfg.batch_size, g)
+            y, x = y.to(dev), x.to(dev)
             out = net(y, mask)
             if name == "irim":
                 loss = 1 - tm_ssim(out, x, data_range=1.0)

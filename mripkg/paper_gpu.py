@@ -1,0 +1,346 @@
+"""A time-boxed run of the ``paper`` profile on one GPU: costs, and the supervised part.
+
+The paper profile (256 px, ResUNet++ 32-512 filters, i-RIM 8 steps, DDPM base 128 with 1000
+sampler steps) needs GPU days to train in full.  This module does what fits in minutes of GPU
+time and says what the rest would cost::
+
+    python -m mripkg.paper_gpu --out runs/paper/gpu --train-seconds 120
+
+1. **Costs**: parameters and training-step time of each model at the paper's batch (16) and size
+   (256 px), the DDPM U-Net forward time (from which the 1000-step sampler's time per slice and
+   the time of the profile's full training schedules follow), the attack step time.
+2. **Supervised models, trained briefly**: ResUNet++ and i-RIM, each for about
+   ``train_seconds`` (the step count is set from the measured step time, so the learning-rate
+   schedule runs its whole course), on a reduced set of MNI pseudo-subjects.
+3. **Clean reconstruction and Eq. 5**: PSNR / SSIM on the Colin27 test slices; the white-box
+   attack on each supervised model across the eps grid with the equal-norm random control, and
+   the transfer of each one's perturbations to the other.
+
+Everything is written to ``<out>/paper_gpu.json`` after every stage (atomically), so a run cut
+off by its time limit still leaves what it measured.  The DDPM is only timed, not trained: its
+prior needs hours of GPU time at this size.  Without a GPU the same code runs on the CPU (use
+``--profile smoke`` to check it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .attacks import AttackCache
+from .checkpoints import atomic_write_json
+from .data import load_dataset
+from .paths import run_dir
+from .physics import equispaced_mask, fft2c, undersample
+from .profiles import Profile, get_profile, setup_torch
+
+SUPERVISED = ("resunetpp", "irim")
+
+
+class OnDevice(nn.Module):
+    """Run ``net`` on ``device`` for inputs and outputs that live elsewhere (the CPU):
+    ``forward(y, mask)`` moves both there and the result back to ``y``'s device.  Gradients
+    flow through the moves, so the attacks work unchanged."""
+
+    def __init__(self, net: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.net = net
+        self.device = device
+
+    def forward(self, y: Tensor, mask: Tensor) -> Tensor:
+        return self.net(y.to(self.device), mask.to(self.device)).to(y.device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], object], device: torch.device, repeat: int = 5) -> float:
+    """Median seconds of ``fn`` after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def reduced_profile(profile: Profile, n_train_subjects: int | None) -> Profile:
+    """The profile with fewer training pseudo-subjects (and at most 2 val / test_id ones)."""
+    if n_train_subjects is None:
+        return profile
+    if n_train_subjects < 1:
+        raise ValueError(f"n_train_subjects must be >= 1, got {n_train_subjects}")
+    data = dataclasses.replace(
+        profile.data,
+        n_train_subjects=n_train_subjects,
+        n_val_subjects=min(2, profile.data.n_val_subjects),
+        n_test_id_subjects=min(2, profile.data.n_test_id_subjects),
+    )
+    return dataclasses.replace(profile, data=data)
+
+
+def measure_costs(profile: Profile, images: Tensor, device: torch.device) -> dict[str, Any]:
+    """Parameters, training-step and inference times of the three networks at the profile's
+    size and batch; the DDPM's 1000-step sampler time per slice and full training time are
+    extrapolated from the U-Net's forward and training-step times.  ``images [N, 1, H, W]``
+    (N >= the batch size) on the CPU."""
+    from .models.ddpm import NoiseSchedule, ddpm_loss
+    from .train import build_model, model_settings
+
+    mask = equispaced_mask(profile.image_size).to(device)
+    out: dict[str, Any] = {}
+    for name in (*SUPERVISED, "ddpm"):
+        cfg = model_settings(name, profile)
+        net = build_model(name, profile).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-5)
+        xb = images[: cfg.batch_size].to(device)
+        g = torch.Generator().manual_seed(0)
+        row: dict[str, Any] = {
+            "params": sum(p.numel() for p in net.parameters()),
+            "batch": cfg.batch_size,
+        }
+        if name == "ddpm":
+            net = net.to(memory_format=torch.channels_last)
+            sched = NoiseSchedule(cfg.num_timesteps, cfg.beta_min, cfg.beta_max)
+            x0 = (2 * xb - 1).contiguous(memory_format=torch.channels_last)
+
+            def step(net=net, opt=opt, x0=x0, sched=sched, g=g) -> None:
+                opt.zero_grad(set_to_none=True)
+                ddpm_loss(net, x0, sched, g).backward()
+                opt.step()
+
+            t = torch.full((x0.shape[0],), 500, dtype=torch.long, device=device)
+            with torch.no_grad():
+                fwd = _time(lambda net=net, x0=x0, t=t: net(x0, t), device)
+            row["unet_forward_s_per_batch"] = fwd
+            row["sampler_steps"] = cfg.sampler_steps
+            row["sampler_s_per_slice_est"] = fwd * cfg.sampler_steps / x0.shape[0]
+        else:
+            yb = undersample(fft2c(xb), mask)
+
+            def step(net=net, opt=opt, yb=yb, xb=xb) -> None:
+                opt.zero_grad(set_to_none=True)
+                (net(yb, mask) - xb).abs().mean().backward()
+                opt.step()
+
+            with torch.no_grad():
+                net.eval()
+                row["recon_s_per_slice"] = (
+                    _time(lambda net=net, yb=yb: net(yb, mask), device) / (yb.shape[0])
+                )
+                net.train()
+        row["train_step_s"] = _time(step, device)
+        row["train_steps_profile"] = cfg.train_steps
+        row["train_hours_profile_est"] = row["train_step_s"] * cfg.train_steps / 3600
+        out[name] = row
+        del net, opt
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
+def _mean(v: Tensor) -> float:
+    return float(v.double().mean())
+
+
+def _se(v: Tensor) -> float:
+    v = v.double().flatten()
+    return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def attack_tables(
+    profile: Profile,
+    nets: dict[str, nn.Module],
+    metas: dict[str, dict[str, Any]],
+    test: Any,
+    device: torch.device,
+    cache_dir: Path,
+    batch_size: int,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Clean metrics, white-box curves with the equal-norm control, and transfer between the
+    supervised models on the test split (the profile's eps grid, attack steps and seed)."""
+    from .models.base import ZeroFilled
+    from .robustness import (
+        Target,
+        attack_settings,
+        budget_controls,
+        evaluate_attack,
+        run_whitebox,
+        slice_set,
+    )
+
+    mask = equispaced_mask(profile.image_size)
+    data = slice_set(test, mask, profile.attack.n_slices)
+    eps = list(profile.attack.eps_grid)
+    cache = AttackCache(profile.name, root=cache_dir)
+    wrapped = {k: OnDevice(v.eval(), device) for k, v in nets.items()}
+    targets = {k: Target(k, w, mask, batch_size=batch_size) for k, w in wrapped.items()}
+    targets["zero_filled"] = Target("zero_filled", ZeroFilled(), mask, batch_size=batch_size)
+    controls = budget_controls(data.kspace, mask, data.slice_ids, eps, profile.seed)
+    out: dict[str, Any] = {"eps": eps, "slices": len(data), "whitebox": {}, "transfer": {}}
+    for source, model in wrapped.items():
+        t0 = time.perf_counter()
+        settings = attack_settings(profile, metas.get(source))
+        result = run_whitebox(
+            model,
+            source,
+            data,
+            eps,
+            settings,
+            profile=profile.name,
+            batch_size=batch_size,
+            cache=cache,
+            progress=progress,
+        )
+        attack_s = time.perf_counter() - t0
+        budget_ok = bool((result.rel_norm <= result.eps.view(-1, 1) * (1 + 1e-6) + 1e-12).all())
+        for target_name, target in targets.items():
+            ev = evaluate_attack(target, data, result, source=source, controls=controls)
+            rows = {
+                "psnr_clean": _mean(ev.psnr_clean),
+                "ssim_clean": _mean(ev.ssim_clean),
+                "psnr": [_mean(ev.psnr[j]) for j in range(len(eps))],
+                "psnr_random": [_mean(ev.psnr_rand[j]) for j in range(len(eps))],  # type: ignore[index]
+                "ssim": [_mean(ev.ssim[j]) for j in range(len(eps))],
+                "excess_drop_at_max_eps": _mean(ev.psnr_rand[-1] - ev.psnr[-1]),  # type: ignore[index]
+                "excess_drop_se": _se(ev.psnr_rand[-1] - ev.psnr[-1]),  # type: ignore[index]
+            }
+            if target_name == source:
+                rows["attack_s"] = attack_s
+                rows["budget_respected"] = budget_ok
+                out["whitebox"][source] = rows
+            else:
+                out["transfer"][f"{source}->{target_name}"] = rows
+    return out
+
+
+def run(
+    out_dir: Path,
+    profile_name: str = "paper",
+    train_seconds: float = 120.0,
+    n_train_subjects: int | None = 16,
+    device: str | None = None,
+    batch_size: int = 72,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Do the three stages (module doc) and return what was measured (also in
+    ``<out_dir>/paper_gpu.json``)."""
+    if train_seconds <= 0:
+        raise ValueError(f"train_seconds must be > 0, got {train_seconds}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    profile = reduced_profile(get_profile(profile_name), n_train_subjects)
+    setup_torch(profile)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res_path = out_dir / "paper_gpu.json"
+    res: dict[str, Any] = {
+        "profile": profile.name,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "train_seconds_per_model": train_seconds,
+        "data": dataclasses.asdict(profile.data),
+        "stages_done": [],
+    }
+
+    def save(stage: str) -> None:
+        res["stages_done"].append(stage)
+        atomic_write_json(res_path, res)
+        log(f"[paper_gpu] {stage} done ({time.perf_counter() - t_start:.0f} s)")
+
+    t_start = time.perf_counter()
+    ds = load_dataset(profile)
+    res["data_s"] = time.perf_counter() - t_start
+    res["slices"] = {k: len(ds[k]) for k in ("train", "val", "test", "test_id")}
+    save("data")
+
+    res["costs"] = measure_costs(profile, ds["train"].images, dev)
+    save("costs")
+
+    from .train import train_model
+
+    nets: dict[str, nn.Module] = {}
+    metas: dict[str, dict[str, Any]] = {}
+    res["training"] = {}
+    for name in SUPERVISED:
+        step_s = res["costs"][name]["train_step_s"]
+        steps = max(10, int(train_seconds / (step_s * 1.15)))  # 15 % for validation
+        t0 = time.perf_counter()
+        tr = train_model(
+            name,
+            profile,
+            ds,
+            out_dir=out_dir / "checkpoints",
+            resume=False,
+            steps=steps,
+            max_minutes=1.5 * train_seconds / 60,
+            progress=False,
+            log_progress=True,
+            device=dev,
+        )
+        nets[name] = tr.net
+        metas[name] = tr.meta
+        hist = tr.history
+        res["training"][name] = {
+            "steps_planned": steps,
+            "steps_done": hist["step"][-1] if hist.get("step") else 0,
+            "wall_s": time.perf_counter() - t0,
+            "best_val_psnr": tr.meta.get("val_psnr"),
+            "best_val_ssim": tr.meta.get("val_ssim"),
+            "best_step": tr.meta.get("step"),
+            "val_psnr_curve": list(zip(hist["val_step"], hist["val_psnr"], strict=True)),
+        }
+        save(f"train {name}")
+
+    res["attacks"] = attack_tables(
+        profile, nets, metas, ds["test"], dev, out_dir / "attacks", batch_size, progress=False
+    )
+    save("attacks")
+    res["total_s"] = time.perf_counter() - t_start
+    atomic_write_json(res_path, res)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--out", type=Path, default=None, help="default: runs/<profile>/gpu")
+    ap.add_argument("--train-seconds", type=float, default=120.0)
+    ap.add_argument("--train-subjects", type=int, default=16)
+    ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("--batch-size", type=int, default=72, help="(slice, eps) pairs per attack")
+    args = ap.parse_args(argv)
+    out = args.out if args.out is not None else run_dir(args.profile) / "gpu"
+    res = run(
+        out,
+        args.profile,
+        args.train_seconds,
+        args.train_subjects,
+        args.device,
+        args.batch_size,
+    )
+    print(f"wrote {out / 'paper_gpu.json'} in {res['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

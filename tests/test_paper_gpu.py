@@ -1,0 +1,33 @@
+"""The GPU run's building blocks, checked on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mripkg.paper_gpu import OnDevice, reduced_profile
+from mripkg.profiles import PAPER, SMOKE
+from tests.tiny_models import TinyNet
+
+
+def test_reduced_profile_keeps_everything_but_the_subject_counts():
+    p = reduced_profile(PAPER, 16)
+    assert p.data.n_train_subjects == 16
+    assert p.data.n_val_subjects == 2 and p.data.n_test_id_subjects == 2
+    assert p.data.image_size == 256 and p.resunetpp == PAPER.resunetpp
+    assert reduced_profile(SMOKE, None) is SMOKE
+    with pytest.raises(ValueError, match="n_train_subjects"):
+        reduced_profile(PAPER, 0)
+
+
+def test_on_device_passes_gradients_and_returns_to_the_input_device():
+    net = TinyNet()
+    wrapped = OnDevice(net, torch.device("cpu"))
+    y = torch.randn(2, 1, 8, 8, dtype=torch.complex64, requires_grad=True)
+    mask = torch.zeros(8, dtype=torch.bool)
+    mask[::2] = True
+    out = wrapped(y, mask)
+    assert out.device == y.device
+    torch.testing.assert_close(out, net(y, mask))
+    out.sum().backward()
+    assert y.grad is not None and float(y.grad.abs().sum()) > 0
