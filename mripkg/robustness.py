@@ -305,7 +305,9 @@ def cached_grid(
     any is missing (no model needed)."""
     cache = cache or AttackCache(profile)
     try:
-        return cache.load_grid(source, data.split, data.slice_ids, eps, settings)
+        return cache.load_grid(
+            source, data.split, data.slice_ids, eps, settings, data.kspace, data.mask
+        )
     except KeyError:
         return None
 
@@ -319,15 +321,15 @@ def missing_pairs(
     profile: str,
     cache: AttackCache | None = None,
 ) -> int:
-    """Number of (slice, eps > 0) pairs not yet in the attack cache (the work left)."""
+    """Number of (slice, eps > 0) pairs not yet in the attack cache, or corrupt there (the
+    work left)."""
     cache = cache or AttackCache(profile)
     n = 0
     for e in as_eps(eps).tolist():
         if e == 0:
             continue
-        for sid in data.slice_ids:
-            p = cache.path(source, data.split, sid, e, settings)
-            n += not (p.is_file() and p.with_suffix(".json").is_file())
+        for b, sid in enumerate(data.slice_ids):
+            n += not cache.is_valid(source, data.split, sid, e, settings, data.kspace[b], data.mask)
     return n
 
 
