@@ -8,8 +8,11 @@ the MNI permissive licence (see ``mripkg/assets/README.md``):
   in-distribution test (``test_id``) subjects;
 * Colin27 (``ch2bet``, skull-stripped), a real brain never seen in training: the ``test`` set.
 
-Images are axial slices ``[N, 1, S, S]`` (float32, each volume min-max normalised to [0, 1]),
-rows from anterior (top) to posterior, columns from the subject's left to right (RAS x).
+Images are axial slices ``[N, 1, S, S]`` (float32, each volume min-max normalised to [0, 1],
+as in the paper, or optionally robust percentile scaling, :func:`normalise_volume`), rows from
+anterior (top) to posterior, columns from the subject's left to right (RAS x).  Out of domain:
+``load_dataset(..., skull=True)`` adds ``test_skull`` (Colin27 with its skull, ``ch2``), and
+:func:`volume_split` makes test slices of any volume under intensity stresses.
 """
 
 from __future__ import annotations
