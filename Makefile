@@ -12,7 +12,8 @@ TORCH_VERSION = 2.13.0
 # Optional wheel index for torch, e.g. the CPU-only build (a much smaller download):
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
-# Optional: run some notebooks only (ONLY=01,03), on your own NIfTI folder (DATA_DIR=...), or
+# Optional: run some notebooks only (ONLY=01,03), on your own NIfTI folder (DATA_DIR=..., a
+# relative path is taken from the directory make runs in and passed through as given), or
 # with notebook parameters (PARAMS="diffusion_whitebox=True", space-separated NAME=VALUE)
 ONLY ?=
 DATA_DIR ?=
@@ -44,7 +45,7 @@ venv: $(STAMP)
 
 figures: venv
 	$(PYTHON) -m mripkg.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
-		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
+		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(foreach p,$(PARAMS),--param $(p))
 
 test: venv
 	rm -rf runs/smoke

@@ -79,6 +79,11 @@ EpsLike = float | int | Sequence[float] | Tensor | np.ndarray
 FORMAT = "mripkg.attack/1"
 #: Relative slack allowed between the achieved norm and the budget (float rounding).
 NORM_RTOL = 1e-6
+#: Sidecar fields that describe one cache entry, dropped when entries are joined.
+_PER_ENTRY_META = ("key", "kspace_norm", "batch")
+#: Largest eps accepted: ``||M delta|| <= eps ||k||`` with eps > 1 would allow a perturbation
+#: larger than the whole k-space (a percentage passed as a fraction, e.g. 8 for 0.08).
+MAX_EPS = 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,8 +93,8 @@ NORM_RTOL = 1e-6
 def as_eps(eps: EpsLike) -> Tensor:
     """Validate ``eps`` (a float, a sequence, or a 0-/1-D tensor or array) -> float64 ``[E]``.
 
-    Raises ``ValueError`` naming the offending value for a negative, NaN or infinite eps, or
-    for an empty grid.
+    Raises ``ValueError`` naming the offending value for a negative, NaN or infinite eps, for
+    eps > 1 (:data:`MAX_EPS`: more than the k-space norm itself), or for an empty grid.
     """
     if isinstance(eps, Tensor):
         if eps.ndim > 1:
@@ -114,6 +119,12 @@ def as_eps(eps: EpsLike) -> Tensor:
     for v in values:
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"eps must be finite and >= 0, got {v!r}")
+        if v > MAX_EPS:
+            raise ValueError(
+                f"eps must be <= {MAX_EPS:g} (a fraction of ||k||: 0.08 is 8 %), got {v!r}; "
+                "a perturbation larger than the k-space itself is not a small perturbation "
+                "(a percentage? divide by 100)"
+            )
     return torch.tensor(values, dtype=torch.float64)
 
 
@@ -250,7 +261,8 @@ class AttackResult:
     def concat(results: Sequence[AttackResult], axis: str) -> AttackResult:
         """Join results along ``axis="batch"`` (same eps grid) or ``axis="eps"`` (same images).
 
-        ``meta`` is taken from the first result, minus the per-item cache key and ``||k||``.
+        ``meta`` is taken from the first result, minus the per-entry cache fields (key,
+        ``||k||``, the batch the entry was computed in).
         """
         if not results:
             raise ValueError("nothing to concatenate")
@@ -265,7 +277,7 @@ class AttackResult:
             eps = first.eps
         else:
             eps = torch.cat([r.eps for r in results])
-        meta = {k: v for k, v in first.meta.items() if k not in ("key", "kspace_norm")}
+        meta = {k: v for k, v in first.meta.items() if k not in _PER_ENTRY_META}
         return AttackResult(
             eps=eps,
             delta=torch.cat([r.delta for r in results], d),
@@ -323,15 +335,28 @@ class AttackResult:
         side_path = path.with_suffix(".json")
         if not path.is_file() or not side_path.is_file():
             raise FileNotFoundError(f"attack result {path} or its sidecar {side_path.name} missing")
-        side = json.loads(side_path.read_text())
+        try:
+            side = json.loads(side_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{side_path}: corrupt JSON sidecar ({exc})") from exc
+        if not isinstance(side, dict) or not isinstance(side.get("meta", {}), dict):
+            raise ValueError(
+                f"{side_path}: sidecar is not a JSON object with a 'meta' object "
+                f"(found {type(side).__name__}): corrupt"
+            )
         if side.get("format") != FORMAT:
             raise ValueError(f"{side_path}: unknown format {side.get('format')!r}")
         digest = sha256_file(path)
         if digest != side.get("sha256"):
             raise ValueError(f"{path}: sha256 does not match its sidecar (corrupt or replaced)")
-        raw = load_file(str(path))
+        try:
+            raw = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+            raise ValueError(f"{path}: unreadable safetensors file ({exc})") from exc
         kw: dict[str, Any] = {}
         for name in cls._TENSORS:
+            if name not in raw:
+                raise ValueError(f"{path}: tensor {name!r} missing")
             t = raw[name]
             kw[name] = torch.view_as_complex(t.contiguous()) if name in cls._COMPLEX else t
         return cls(**kw, meta=side.get("meta", {}))
@@ -852,39 +877,50 @@ class AttackCache:
         kspace: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> AttackResult | None:
-        """The cached result (``E = B = 1``), or ``None`` if absent or inconsistent.
+        """The cached result (``E = B = 1``), or ``None`` if absent or not usable.
 
-        With ``kspace`` (complex ``[1, 1, H, W]`` or ``[1, H, W]``) and ``mask`` given, an entry
-        whose ``||k||``, shape or mask differs is treated as absent (with a warning), never
-        reused.
+        Every entry is re-validated on load, never trusted from its sidecar: the sha256 of the
+        tensor file, the key, finite values, the eps stored in the file, a real ``delta`` (unless
+        ``settings.complex_delta``) that is zero off the sampled columns, and the bound
+        ``||M delta|| <= eps ||k||`` recomputed from ``delta`` itself.  With ``kspace`` (complex
+        ``[1, 1, H, W]`` or ``[1, H, W]``) and ``mask`` given, ``||k||``, the shape, the mask and
+        ``y_adv = M k + delta`` are checked against them (else ``||k||`` and the mask columns
+        come from the sidecar).  A corrupt or inconsistent entry is treated as absent (with a
+        warning naming the problem) and recomputed by :func:`cached_attack`, never reused.
         """
         p = self.path(source, split, slice_id, eps, settings)
         if not p.is_file() or not p.with_suffix(".json").is_file():
             return None
         try:
             res = AttackResult.load(p)
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-            warnings.warn(f"ignoring unreadable attack cache {p}: {exc}", stacklevel=2)
+        except (ValueError, KeyError, OSError) as exc:
+            warnings.warn(f"ignoring unreadable attack cache {p}: {exc}; recomputing", stacklevel=2)
             return None
         key = res.meta.get("key", {})
         want = self._key(source, split, slice_id, eps, settings)
-        problem = None
         if key != want:
-            problem = f"key {key} != {want}"
-        elif kspace is not None and mask is not None:
-            k = kspace.reshape(1, 1, *kspace.shape[-2:])
-            if list(k.shape) != res.meta.get("shape"):
-                problem = f"shape {res.meta.get('shape')} != {list(k.shape)}"
-            elif _mask_cols(mask) != res.meta.get("mask_columns"):
-                problem = "the mask differs"
-            else:
-                kn = float(kspace_norm(k)[0])
-                if not math.isclose(kn, res.meta.get("kspace_norm", -1.0), rel_tol=1e-4):
-                    problem = f"||k|| {res.meta.get('kspace_norm')} != {kn} (other data)"
+            problem: str | None = f"key {key} != {want}"
+        else:
+            problem = _entry_problem(res, float(as_eps(eps)[0]), settings, kspace, mask)
         if problem is not None:
             warnings.warn(f"attack cache {p} does not match ({problem}); recomputing", stacklevel=2)
             return None
         return res
+
+    def is_valid(
+        self,
+        source: str,
+        split: str,
+        slice_id: int | str,
+        eps: float,
+        settings: AttackSettings,
+        kspace: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> bool:
+        """Whether :meth:`load` would return the entry (without the warnings)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.load(source, split, slice_id, eps, settings, kspace, mask) is not None
 
     def _key(
         self, source: str, split: str, slice_id: int | str, eps: float, settings: AttackSettings
@@ -907,18 +943,22 @@ class AttackCache:
         settings: AttackSettings,
         kspace: Tensor,
         mask: Tensor,
+        batch: Sequence[tuple[int | str, float]] | None = None,
     ) -> Path:
-        """Store a one-image, one-eps result (atomically)."""
+        """Store a one-image, one-eps result (atomically); ``batch``: the (slice id, eps) pairs
+        it was optimised together with (recorded in the sidecar, not part of the key)."""
         if result.n_eps != 1 or result.batch_size != 1:
             raise ValueError("cache entries hold one eps and one image")
         eps = float(result.eps[0])
         k = kspace.reshape(1, 1, *kspace.shape[-2:])
-        extra = {
+        extra: dict[str, Any] = {
             "key": self._key(source, split, slice_id, eps, settings),
             "shape": list(k.shape),
             "mask_columns": _mask_cols(mask),
             "kspace_norm": float(kspace_norm(k)[0]),
         }
+        if batch is not None:
+            extra["batch"] = [[str(sid), float(e)] for sid, e in batch]
         return result.save(self.path(source, split, slice_id, eps, settings), extra)
 
     def load_grid(
@@ -928,16 +968,23 @@ class AttackCache:
         slice_ids: Sequence[int | str],
         eps: EpsLike,
         settings: AttackSettings,
+        kspace: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> AttackResult:
-        """Assemble cached entries into ``[E, B]`` (``KeyError`` naming the first missing one);
-        no model needed, e.g. to transfer perturbations crafted on ``source`` to another model.
+        """Assemble cached entries into ``[E, B]`` (``KeyError`` naming the first missing or
+        corrupt one); no model needed, e.g. to transfer perturbations crafted on ``source`` to
+        another model.  ``kspace`` (complex ``[B, 1, H, W]``) and ``mask``, when given, are
+        checked against every entry (see :meth:`load`).
         """
         eps_t = as_eps(eps)
+        if kspace is not None and kspace.shape[0] != len(slice_ids):
+            raise ValueError(f"{len(slice_ids)} slice ids for {kspace.shape[0]} images")
         rows = []
         for e in eps_t.tolist():
             items = []
-            for sid in slice_ids:
-                r = self.load(source, split, sid, e, settings)
+            for b, sid in enumerate(slice_ids):
+                kb = kspace[b] if kspace is not None else None
+                r = self.load(source, split, sid, e, settings, kb, mask)
                 if r is None:
                     raise KeyError(
                         f"no cached attack for source={source!r} split={split!r} "
@@ -950,6 +997,84 @@ class AttackCache:
 
 def _mask_cols(mask: Tensor) -> list[int]:
     return torch.nonzero(mask.detach().cpu()).flatten().tolist()
+
+
+def _entry_problem(
+    res: AttackResult,
+    eps: float,
+    settings: AttackSettings,
+    kspace: Tensor | None,
+    mask: Tensor | None,
+) -> str | None:
+    """Why a loaded one-image, one-eps cache entry cannot be used (``None``: it can).
+
+    Recomputes everything that can be recomputed from the tensors themselves (and from
+    ``kspace`` / ``mask`` when given) instead of trusting the sidecar."""
+    meta = res.meta
+    shape = meta.get("shape")
+    if kspace is not None:
+        k = kspace.detach().cpu().reshape(1, 1, *kspace.shape[-2:])
+        if list(k.shape) != shape:
+            return f"shape {shape} != {list(k.shape)}"
+    if not (isinstance(shape, list) and len(shape) == 4 and shape[:2] == [1, 1]):
+        return f"no valid image shape in the sidecar ({shape!r})"
+    img = (1, *shape)  # [E = 1, B = 1, 1, H, W]
+    n_hist = int(settings.steps) + 1
+    expect = {
+        "eps": (1,),
+        "delta": img,
+        "y_adv": img,
+        "rel_norm": (1, 1),
+        "best_damage": (1, 1),
+        "best_step": (1, 1),
+        "loss_history": (n_hist, 1, 1),
+    }
+    for name, want_shape in expect.items():
+        got = tuple(getattr(res, name).shape)
+        if got != tuple(want_shape):
+            return f"tensor {name} has shape {got}, expected {tuple(want_shape)}"
+    for name in ("eps", "delta", "y_adv", "rel_norm", "best_damage", "loss_history"):
+        t = getattr(res, name)
+        t = torch.view_as_real(t) if torch.is_complex(t) else t
+        if not bool(torch.isfinite(t).all()):
+            return f"non-finite values in {name}"
+    if not math.isclose(float(res.eps[0]), eps, rel_tol=1e-12, abs_tol=0.0):
+        return f"eps in the file {float(res.eps[0])!r} != {eps!r}"
+    delta = res.delta[0, 0]  # [1, H, W]
+    if not settings.complex_delta and bool(delta.imag.ne(0).any()):
+        return "a real perturbation with a non-zero imaginary part"
+    cols = meta.get("mask_columns")
+    if mask is not None and _mask_cols(mask) != cols:
+        return "the mask differs"
+    if not (isinstance(cols, list) and all(isinstance(c, int) for c in cols)):
+        return "no valid mask columns in the sidecar"
+    width = int(shape[-1])
+    if any(c < 0 or c >= width for c in cols):
+        return "mask columns out of range"
+    off = torch.ones(width, dtype=torch.bool)
+    off[cols] = False
+    if bool(delta[..., off].ne(0).any()):
+        return "the perturbation is non-zero off the sampled columns"
+    side_kn = meta.get("kspace_norm")
+    if not isinstance(side_kn, (int, float)) or not math.isfinite(side_kn):
+        return f"no valid ||k|| in the sidecar ({side_kn!r})"
+    kn = float(side_kn)
+    if kspace is not None:
+        kn = float(kspace_norm(k)[0])
+        if not math.isclose(kn, float(side_kn), rel_tol=1e-4):
+            return f"||k|| {side_kn} != {kn} (other data)"
+    norm = float(image_norm(res.delta)[0, 0])  # recomputed in float64
+    if norm > eps * kn * (1 + NORM_RTOL):
+        return f"||M delta|| = {norm:.6g} exceeds eps ||k|| = {eps * kn:.6g}"
+    if kn > 0 and not math.isclose(float(res.rel_norm[0, 0]), norm / kn, rel_tol=1e-5):
+        return "the stored relative norm does not match the perturbation"
+    if kspace is not None:
+        m = torch.zeros(width, dtype=k.real.dtype)
+        m[cols] = 1
+        y_adv = (k * m)[0] + delta
+        if not torch.allclose(res.y_adv[0, 0], y_adv, rtol=1e-6, atol=1e-7 * max(kn, 1e-30)):
+            return "y_adv != M k + delta"
+    return None
 
 
 def cached_attack(
@@ -971,12 +1096,14 @@ def cached_attack(
     """:func:`kspace_attack` with a per-(slice, eps) disk cache; the same ``[E, B]`` layout.
 
     ``kspace``: complex ``[B, 1, H, W]``; ``slice_ids``: ``B`` ids unique within ``split``;
-    ``source``: name of ``model`` (the model attacked white-box).  Missing (slice, eps) pairs
-    are attacked together (chunked by ``batch_size``) and each is saved as soon as its chunk is
-    done, so an interrupted run resumes.  The random start of each pair is drawn from
-    :func:`item_seed` (``settings.seed``, slice id, eps), so results do not depend on which
-    pairs were cached before (up to float rounding of batched model evaluation), and a cached
-    entry reloads bit-identically.  ``cache`` defaults to ``AttackCache(profile)``
+    ``source``: name of ``model`` (the model attacked white-box).  The (slice, eps) pairs are
+    cut into batches of ``batch_size`` (eps-major; all pairs when ``None``) fixed by the call;
+    a batch with any pair missing from the cache, or corrupt there (see
+    :meth:`AttackCache.load`), is attacked whole, and its missing pairs are saved as soon as it
+    is done, so an interrupted run resumes and a repaired entry is bit-identical to the one an
+    uninterrupted run of the same call made (same thread count).  The random start of each
+    pair is drawn from :func:`item_seed` (``settings.seed``, slice id, eps), and a cached entry
+    reloads bit-identically.  ``cache`` defaults to ``AttackCache(profile)``
     (``runs/<profile>/attacks``).  Returns CPU tensors (every entry is read back from disk, so
     a fresh and a cached call return the same bits).  Pairs are saved per chunk: give
     ``batch_size`` so that an interruption loses at most one chunk.
@@ -996,16 +1123,24 @@ def cached_attack(
         raise ValueError(f"cache is for profile {cache.profile!r}, not {profile!r}")
     eps_t = as_eps(eps)
     grid: dict[tuple[int, int], AttackResult] = {}
-    missing: list[tuple[int, int]] = []
     for j, e in enumerate(eps_t.tolist()):
         for b, sid in enumerate(slice_ids):
             r = cache.load(source, split, sid, e, settings, kspace[b], mask)
-            if r is None:
-                missing.append((j, b))
-            else:
+            if r is not None:
                 grid[(j, b)] = r
-    if missing:
-        chunk = int(batch_size) if batch_size else len(missing)
+    # The batches are fixed by the call (all pairs, eps-major, cut every ``batch_size``), not by
+    # what happens to be cached: a batch with any entry missing or corrupt is recomputed whole,
+    # so a repaired entry is optimised together with the very same pairs as in an uninterrupted
+    # run and comes out bit-identical (the pairs are independent problems, but the batched
+    # network passes round differently for other batch compositions).
+    pairs = [(j, b) for j in range(eps_t.shape[0]) for b in range(kspace.shape[0])]
+    chunk = int(batch_size) if batch_size else len(pairs)
+    todo = [
+        pairs[i : i + chunk]
+        for i in range(0, len(pairs), chunk)
+        if any(p not in grid for p in pairs[i : i + chunk])
+    ]
+    if todo:
         meta = _settings_meta(
             settings.steps,
             settings.lr,
@@ -1015,8 +1150,7 @@ def cached_attack(
             objective_model,
         )
         with frozen(model, objective_model):
-            for start in range(0, len(missing), chunk):
-                part = missing[start : start + chunk]
+            for part in todo:
                 bs = torch.tensor([b for _, b in part], device=kspace.device)
                 flat_k = kspace[bs]
                 flat_eps = torch.stack([eps_t[j] for j, _ in part])
@@ -1047,15 +1181,20 @@ def cached_attack(
                     batch_size=None,
                     progress=progress,
                 )
+                members = [(slice_ids[b], float(eps_t[j])) for j, b in part]
                 for i, (j, b) in enumerate(part):
+                    if (j, b) in grid:  # valid on disk: kept (bit-identical to the recomputed)
+                        continue
                     one = {
                         k: (v[:, i : i + 1] if k == "history" else v[i : i + 1])
                         for k, v in out.items()
                     }
                     res = _result_from_flat(one, eps_t[j : j + 1], 1, dict(meta))
-                    cache.save(res, source, split, slice_ids[b], settings, kspace[b], mask)
+                    cache.save(res, source, split, slice_ids[b], settings, kspace[b], mask, members)
                     # reload so fresh and cached calls return the very same bits and metadata
-                    loaded = cache.load(source, split, slice_ids[b], float(eps_t[j]), settings)
+                    loaded = cache.load(
+                        source, split, slice_ids[b], float(eps_t[j]), settings, kspace[b], mask
+                    )
                     grid[(j, b)] = loaded if loaded is not None else res
     rows = [
         AttackResult.concat([grid[(j, b)] for b in range(kspace.shape[0])], "batch")

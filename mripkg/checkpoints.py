@@ -106,9 +106,14 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     if not side.is_file():
         raise CheckpointError(f"{path}: sidecar {side.name} is missing")
     try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{side}: corrupt JSON sidecar ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{side}: corrupt JSON sidecar (a {type(meta).__name__}, not a JSON object)"
+        )
+    return meta
 
 
 def load_weights(
@@ -173,6 +178,9 @@ def save_training_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     """Load a training state with ``torch.load(..., weights_only=True)``."""
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path}: unreadable training state ({exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: corrupt training state (a {type(state).__name__})")
+    return state

@@ -8,13 +8,18 @@ the MNI permissive licence (see ``mripkg/assets/README.md``):
   in-distribution test (``test_id``) subjects;
 * Colin27 (``ch2bet``, skull-stripped), a real brain never seen in training: the ``test`` set.
 
-Images are axial slices ``[N, 1, S, S]`` (float32, each volume min-max normalised to [0, 1]),
-rows from anterior (top) to posterior, columns from the subject's left to right (RAS x).
+Images are axial slices ``[N, 1, S, S]`` (float32, each volume min-max normalised to [0, 1],
+as in the paper, or optionally robust percentile scaling, :func:`normalise_volume`), rows from
+anterior (top) to posterior, columns from the subject's left to right (RAS x).  Out of domain:
+``load_dataset(..., skull=True)`` adds ``test_skull`` (Colin27 with its skull, ``ch2``), and
+:func:`volume_split` makes test slices of any volume under intensity stresses.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -52,19 +57,35 @@ def embedded_path(name: str) -> Path:
     return Path(str(ref))
 
 
+def _load_nifti(path: Path):
+    """``nib.load``, also for extensions in another letter case (``.NII.GZ``, ``.Nii.Gz``),
+    which nibabel maps to file names that do not exist: those are read from bytes."""
+    low = path.name.lower()
+    if path.name.endswith((".nii", ".nii.gz")) or not low.endswith((".nii", ".nii.gz")):
+        return nib.load(str(path))
+    opener = gzip.open if low.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    try:
+        return nib.Nifti1Image.from_bytes(raw)
+    except Exception:  # noqa: BLE001 - maybe NIfTI-2
+        return nib.Nifti2Image.from_bytes(raw)
+
+
 def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Load a 3-D NIfTI (.nii or .nii.gz), reoriented to RAS, as float32.
 
     Returns ``(volume [X, Y, Z], voxel_size_mm (x, y, z))``.  Trailing singleton dimensions
-    (``[X, Y, Z, 1]``) are dropped.  Raises ``FileNotFoundError`` for a missing file and
-    :class:`VolumeError` (naming the file) for a corrupt or truncated file, an image that is
-    not 3-D, or non-finite voxels.
+    (``[X, Y, Z, 1]``) are dropped; the extension may be upper-case (``.NII.GZ``).  Raises
+    ``FileNotFoundError`` for a missing file and :class:`VolumeError` (naming the file) for a
+    corrupt or truncated file, an image that is not 3-D, a voxel size that is NaN, zero or
+    negative, or non-finite voxels.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NIfTI file not found: {path}")
     try:
-        img = nib.load(str(path))
+        img = _load_nifti(path)
     except Exception as exc:  # nibabel raises several types for broken headers
         raise VolumeError(f"{path}: not a readable NIfTI file ({exc})") from exc
     shape = tuple(int(s) for s in img.shape)
@@ -72,6 +93,12 @@ def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float
         shape = shape[:-1]
     if len(shape) != 3:
         raise VolumeError(f"{path}: expected a 3-D image, found {len(shape)}-D shape {img.shape}")
+    raw_zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    if not all(np.isfinite(z) and z > 0 for z in raw_zooms):
+        raise VolumeError(
+            f"{path}: voxel size {raw_zooms} mm is not finite and positive (NaN, zero or "
+            "negative pixdim in the NIfTI header); fix the header's pixdim"
+        )
     try:
         img = nib.as_closest_canonical(img)
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3])
@@ -90,6 +117,28 @@ def minmax(x: np.ndarray) -> np.ndarray:
     if hi <= lo:
         return np.zeros_like(x, dtype=np.float32)
     return ((x - lo) / (hi - lo)).astype(np.float32)
+
+
+#: Intensity normalisations of a volume: ``minmax`` (the paper's: min -> 0, max -> 1) and
+#: ``robust`` (percentiles :data:`ROBUST_PERCENTILES` -> 0 and 1, clipped to [0, 1]), which one
+#: bright outlier voxel cannot compress.
+NORMALISATIONS = ("minmax", "robust")
+ROBUST_PERCENTILES = (0.5, 99.5)
+
+
+def normalise_volume(x: np.ndarray, method: str = "minmax") -> np.ndarray:
+    """Normalise a whole volume (e.g. axial slices ``[Z, S, S]``) to [0, 1] as float32.
+
+    ``minmax``: :func:`minmax`.  ``robust``: the 0.5th and 99.5th percentiles of all voxels
+    map to 0 and 1, values outside are clipped (a constant volume gives zeros)."""
+    if method == "minmax":
+        return minmax(x)
+    if method != "robust":
+        raise ValueError(f"unknown normalise {method!r}; choose one of {NORMALISATIONS}")
+    lo, hi = (float(v) for v in np.percentile(x, ROBUST_PERCENTILES))
+    if hi <= lo:
+        return np.zeros_like(x, dtype=np.float32)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 def head_mask(image: np.ndarray, threshold: float = 0.03) -> np.ndarray:
@@ -136,9 +185,11 @@ def _sample_volume(
     size: int,
     rng: np.random.Generator | None = None,
     max_displacement_mm: float = 0.0,
+    normalise: str | None = "minmax",
 ) -> np.ndarray:
     """Resample a volume onto axial slices ``[Z, size, size]``, optionally through a seeded
-    random affine + smooth deformation (a pseudo-subject)."""
+    random affine + smooth deformation (a pseudo-subject); ``normalise``: see
+    :func:`normalise_volume` (``None``: the resampled intensities, clipped at 0)."""
     xx, yy, zc, _ = _grid(volume.shape, voxel_size, size)
     Z, Y, X = np.meshgrid(zc, yy, xx, indexing="ij")  # [nz, size, size], mm from the centre
     pts = np.stack([X, Y, Z])  # [3, nz, S, S]
@@ -167,7 +218,7 @@ def _sample_volume(
         bias = np.exp(_smooth_upsample(coarse, (nz, size, size)))
         out = out * bias.astype(np.float32)
         out = minmax(out) ** np.float32(rng.uniform(0.8, 1.25))
-    return minmax(out)
+    return out if normalise is None else normalise_volume(out, normalise)
 
 
 @dataclass
@@ -208,6 +259,10 @@ class MRIDataset:
     splits: dict[str, Split]
     source: str
     info: dict = field(default_factory=dict)
+    #: What the data are, for training states and checkpoints: ``"embedded"`` or
+    #: ``"folder:<sha256 of the files' names and contents, 16 hex>"``, plus
+    #: ``"|normalise=robust"`` when not min-max normalised.
+    identity: str = "embedded"
 
     def __getitem__(self, name: str) -> Split:
         if name not in self.splits:
@@ -279,27 +334,84 @@ def pseudo_subject(
     cfg: DataConfig,
     seed: int,
     index: int,
+    normalise: str = "minmax",
 ) -> np.ndarray:
     """Pseudo-subject ``index`` of generator ``seed``: axial slices ``[Z, S, S]`` in [0, 1]."""
     rng = _subject_rng(seed, index)
-    return _sample_volume(volume, voxel_size, cfg.image_size, rng, cfg.max_displacement_mm)
+    return _sample_volume(
+        volume, voxel_size, cfg.image_size, rng, cfg.max_displacement_mm, normalise
+    )
+
+
+def volume_split(
+    name: str,
+    volume: np.ndarray,
+    voxel_size: tuple[float, float, float],
+    cfg: DataConfig,
+    subject: str,
+    *,
+    normalise: str = "minmax",
+    z_index: list[int] | None = None,
+    outlier: float | None = None,
+    scale: float = 1.0,
+) -> Split:
+    """Test slices of one real volume (no deformation), for out-of-domain checks.
+
+    The slices (``z_index``, else ``cfg.n_test_slices`` evenly spread over the axial slices with
+    enough foreground) and their head masks are chosen on the min-max normalised volume, so
+    they are the same whatever the stress applied: ``outlier``: one voxel of a slice *not*
+    used (the first corner voxel of the nearest unused slice) set to ``outlier`` times the
+    volume's maximum before normalisation, so min-max normalisation compresses every slice by
+    about that factor; ``scale``: the normalised images multiplied by it (an intensity-scale
+    stress).  With the defaults this is bit-identical to the slices of ``load_dataset``'s
+    ``test`` split for Colin27.
+    """
+    raw = _sample_volume(volume, voxel_size, cfg.image_size, normalise=None)
+    ref = minmax(raw)
+    if z_index is None:
+        kept = _slices_from_stack(ref, subject, cfg, 1)[3]
+        if not kept:
+            raise ValueError(f"split {name!r}: no slice of {subject} has enough foreground")
+        z_index = [kept[i] for i in _evenly(len(kept), cfg.n_test_slices)]
+    z_index = [int(z) for z in z_index]
+    if outlier is not None:
+        if not (np.isfinite(outlier) and outlier > 0):
+            raise ValueError(f"outlier must be a positive factor, got {outlier!r}")
+        free = [z for z in range(raw.shape[0]) if z not in z_index]
+        if not free:
+            raise ValueError("no unused slice to hold the outlier voxel")
+        z_out = min(free, key=lambda z: abs(z - z_index[len(z_index) // 2]))
+        raw = raw.copy()
+        raw[z_out, 0, 0] = np.float32(outlier * float(raw.max()))
+    stack = ref if (normalise == "minmax" and outlier is None) else normalise_volume(raw, normalise)
+    imgs = stack[z_index] * np.float32(scale) if scale != 1.0 else stack[z_index]
+    masks = np.stack([head_mask(ref[z]) for z in z_index])
+    return Split(
+        name,
+        torch.from_numpy(np.ascontiguousarray(imgs[:, None], dtype=np.float32)),
+        torch.from_numpy(masks[:, None]),
+        [subject] * len(z_index),
+        z_index,
+    )
 
 
 @functools.lru_cache(maxsize=4)
-def _embedded_dataset(cfg: DataConfig) -> MRIDataset:
+def _embedded_dataset(
+    cfg: DataConfig, normalise: str = "minmax", skull: bool = False
+) -> MRIDataset:
     mni, mni_vox = load_volume(embedded_path("mni152"))
     colin, colin_vox = load_volume(embedded_path("colin27"))
     parts: dict[str, list] = {"train": [], "val": [], "test_id": []}
     n_tv = cfg.n_train_subjects + cfg.n_val_subjects
     for i in range(n_tv):
         split = "train" if i < cfg.n_train_subjects else "val"
-        stack = pseudo_subject(mni, mni_vox, cfg, cfg.split_seed, i)
+        stack = pseudo_subject(mni, mni_vox, cfg, cfg.split_seed, i, normalise)
         stride = cfg.slice_stride
         parts[split].append(_slices_from_stack(stack, f"mni-pseudo-{i:03d}", cfg, stride))
     for i in range(cfg.n_test_id_subjects):
-        stack = pseudo_subject(mni, mni_vox, cfg, cfg.test_id_seed, i)
+        stack = pseudo_subject(mni, mni_vox, cfg, cfg.test_id_seed, i, normalise)
         parts["test_id"].append(_slices_from_stack(stack, f"mni-heldout-{i:03d}", cfg, 1))
-    colin_stack = _sample_volume(colin, colin_vox, cfg.image_size)
+    colin_stack = _sample_volume(colin, colin_vox, cfg.image_size, normalise=normalise)
     test = _make_split("test", [_slices_from_stack(colin_stack, "colin27", cfg, 1)])
     test = test.subset(_evenly(len(test), cfg.n_test_slices))
     test_id = _make_split("test_id", parts["test_id"])
@@ -316,17 +428,51 @@ def _embedded_dataset(cfg: DataConfig) -> MRIDataset:
         "test": "Colin27 (ch2bet), real, unseen",
         "test_id": "MNI152 pseudo-subjects, held-out seed",
     }
-    return MRIDataset(cfg.image_size, splits, "embedded", info)
+    if skull:
+        # the same brain with its skull, at the same axial positions as `test`
+        vol, vox = load_volume(embedded_path("colin27_skull"))
+        splits["test_skull"] = volume_split(
+            "test_skull",
+            vol,
+            vox,
+            cfg,
+            "colin27_skull",
+            normalise=normalise,
+            z_index=list(test.slice_index),
+        )
+        info["test_skull"] = "Colin27 with skull (ch2), real, unseen: out of domain"
+    identity = "embedded" + ("" if normalise == "minmax" else f"|normalise={normalise}")
+    return MRIDataset(cfg.image_size, splits, "embedded", info, identity)
 
 
-def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int) -> MRIDataset:
-    files = sorted(
-        p for p in Path(data_dir).iterdir() if p.name.endswith((".nii", ".nii.gz")) and p.is_file()
-    )
-    if len(files) < 3:
+#: Fewest volumes a user folder needs: 10 % of them, rounded, is the test split (one slice
+#: per volume, as in the paper), and the notebooks need at least 2 test slices (a mean and an
+#: SD over slices); 15 is the smallest count whose 10 % rounds to 2.
+MIN_USER_VOLUMES = 15
+
+
+def is_nifti(path: Path) -> bool:
+    """A NIfTI file name: ``.nii`` or ``.nii.gz`` in any letter case."""
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _folder_digest(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int, normalise: str) -> MRIDataset:
+    files = sorted(p for p in Path(data_dir).iterdir() if is_nifti(p) and p.is_file())
+    if len(files) < MIN_USER_VOLUMES:
         raise ValueError(
-            f"{data_dir}: need at least 3 NIfTI volumes (one subject per file) for a "
-            f"train/val/test split by subject, found {len(files)}"
+            f"{data_dir}: need at least {MIN_USER_VOLUMES} NIfTI volumes (one subject per "
+            f".nii / .nii.gz file) for a train/val/test split by subject with at least 2 test "
+            f"slices (10 % of the volumes, one slice each, as in the paper); found {len(files)}"
         )
     order = np.random.default_rng(seed).permutation(len(files))
     n = len(files)
@@ -341,7 +487,7 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int) -> MRIDataset:
     for split, idx in groups.items():
         for i in idx:
             vol, vox = load_volume(files[i])
-            stack = _sample_volume(vol, vox, cfg.image_size)
+            stack = _sample_volume(vol, vox, cfg.image_size, normalise=normalise)
             stride = cfg.slice_stride if split != "test" else 1
             sl = _slices_from_stack(stack, files[i].name, cfg, stride)
             if split == "test":  # the paper: one random slice per test volume
@@ -356,22 +502,40 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int) -> MRIDataset:
         *[getattr(splits["test"], a) for a in ("images", "masks", "subjects", "slice_index")],
     )
     info = {k: f"user data ({data_dir})" for k in splits}
-    return MRIDataset(cfg.image_size, splits, str(data_dir), info)
+    identity = f"folder:{_folder_digest(files)}"
+    if normalise != "minmax":
+        identity += f"|normalise={normalise}"
+    return MRIDataset(cfg.image_size, splits, str(data_dir), info, identity)
 
 
-def load_dataset(profile: Profile, data_dir: str | os.PathLike | None = None) -> MRIDataset:
+def load_dataset(
+    profile: Profile,
+    data_dir: str | os.PathLike | None = None,
+    normalise: str = "minmax",
+    skull: bool = False,
+) -> MRIDataset:
     """The profile's data set: the embedded default, or a folder of the user's NIfTI volumes
-    (one subject per file, split 80/10/10 by subject with the profile's seed; the test split is
-    one random slice per held-out volume, as in the paper, and ``test_id`` equals ``test``).
+    (one subject per file, at least :data:`MIN_USER_VOLUMES`, split 80/10/10 by subject with
+    the profile's seed; the test split is one random slice per held-out volume, as in the
+    paper, and ``test_id`` equals ``test``).
+
+    ``normalise``: ``"minmax"`` (the paper's, default) or ``"robust"`` percentile scaling of
+    each volume (:func:`normalise_volume`).  ``skull=True`` (embedded data only) adds the split
+    ``test_skull``: Colin27 *with* its skull (``ch2``) at the axial positions of ``test``, out
+    of the training domain (every training brain is skull-stripped).
 
     Deterministic: the same profile gives the same slices, bit for bit.
     """
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"unknown normalise {normalise!r}; choose one of {NORMALISATIONS}")
     if data_dir is None:
-        return _embedded_dataset(profile.data)
+        return _embedded_dataset(profile.data, normalise, bool(skull))
+    if skull:
+        raise ValueError("the test_skull split exists for the embedded data only")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data_dir is not a folder: {data_dir}")
-    return _user_dataset(profile.data, data_dir, profile.data.split_seed)
+    return _user_dataset(profile.data, data_dir, profile.data.split_seed, normalise)
 
 
 def dataset_fingerprint(ds: MRIDataset) -> str:

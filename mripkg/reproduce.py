@@ -202,6 +202,19 @@ def _cell_position(source_nb: Path, err) -> str:
     return f"cell {index + 1} of {n_cells} (execution count {err.exec_count}; starts {first!r})"
 
 
+def resolve_data_dir(data_dir: str | os.PathLike, cwd: str | os.PathLike | None = None) -> Path:
+    """``data_dir`` as an absolute path: a relative one is taken from ``cwd`` (default: the
+    caller's working directory), before the kernel, which runs in ``notebooks/``, sees it.
+    ``FileNotFoundError`` naming both forms when it is not a folder."""
+    p = Path(data_dir).expanduser()
+    if not p.is_absolute():
+        p = Path(cwd if cwd is not None else os.getcwd()) / p
+    p = p.resolve()
+    if not p.is_dir():
+        raise FileNotFoundError(f"--data-dir {data_dir}: not a folder ({p})")
+    return p
+
+
 def run_notebook(
     nb_path: Path,
     profile: str,
@@ -218,7 +231,8 @@ def run_notebook(
     prof = PROFILES[profile]
     params: dict[str, object] = {**(extra or {}), "profile": profile}
     if data_dir is not None:
-        params["data_dir"] = str(data_dir)
+        # the kernel runs in notebooks/: a relative folder is meant from the caller's directory
+        params["data_dir"] = str(resolve_data_dir(data_dir))
     out = out_dir / nb_path.name
     os.environ[PROFILE_ENV] = profile  # the kernel inherits it
     try:
@@ -332,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = discover(args.notebooks_dir)
         selected = select(notebooks, args.only)
         extra = params_per_notebook(selected, parse_params(args.param))
+        data_dir = None if args.data_dir is None else str(resolve_data_dir(args.data_dir))
     except (FileNotFoundError, ValueError, SyntaxError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -356,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         try:
             with MemoryWatch() as mem:
-                run_notebook(nb, profile, out_dir, args.data_dir, extra=extra[nb])
+                run_notebook(nb, profile, out_dir, data_dir, extra=extra[nb])
         except NotebookFailed as err:
             print(f"FAILED: {err}", file=sys.stderr)
             print(
@@ -375,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(made)} figure files"
         )
     total = time.perf_counter() - t0
-    manifest = write_manifest(profile, records, started, total, args.data_dir)
+    manifest = write_manifest(profile, records, started, total, data_dir)
     print(f"[{profile}] {len(records)} notebooks in {total:.1f} s; manifest: {_rel(manifest)}")
     return 0
 

@@ -36,10 +36,12 @@ id, eps), so the two kinds point in the same direction.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,7 @@ from .attacks import (
     kspace_attack,
     random_control,
 )
+from .checkpoints import atomic_write_json, sha256_file
 from .models.ddpm import DiffusionReconstructor
 from .physics import fft2c, undersample
 
@@ -305,7 +308,9 @@ def cached_grid(
     any is missing (no model needed)."""
     cache = cache or AttackCache(profile)
     try:
-        return cache.load_grid(source, data.split, data.slice_ids, eps, settings)
+        return cache.load_grid(
+            source, data.split, data.slice_ids, eps, settings, data.kspace, data.mask
+        )
     except KeyError:
         return None
 
@@ -319,15 +324,15 @@ def missing_pairs(
     profile: str,
     cache: AttackCache | None = None,
 ) -> int:
-    """Number of (slice, eps > 0) pairs not yet in the attack cache (the work left)."""
+    """Number of (slice, eps > 0) pairs not yet in the attack cache, or corrupt there (the
+    work left)."""
     cache = cache or AttackCache(profile)
     n = 0
     for e in as_eps(eps).tolist():
         if e == 0:
             continue
-        for sid in data.slice_ids:
-            p = cache.path(source, data.split, sid, e, settings)
-            n += not (p.is_file() and p.with_suffix(".json").is_file())
+        for b, sid in enumerate(data.slice_ids):
+            n += not cache.is_valid(source, data.split, sid, e, settings, data.kspace[b], data.mask)
     return n
 
 
@@ -450,11 +455,22 @@ def _y_digest(y1: Tensor) -> bytes:
     return h.digest()
 
 
-class ReconCache:
-    """Reconstructions on disk, one safetensors file per (target tag, measurement).
+#: Format tag of the reconstruction cache's JSON sidecars.
+RECON_FORMAT = "mripkg.recon/1"
 
-    ``root/<name>/<key>.safetensors``; ``key`` hashes the target's tag (model weights, sampler
-    steps, seed, sample, slice id) and the measurement's values.  Written atomically.
+
+class ReconCache:
+    """Reconstructions on disk, one safetensors file per (target tag, measurement), each with a
+    JSON sidecar (format, the sha256 of the tensor file, the key, shape and dtype).
+
+    ``root/<name>/<key>.safetensors`` + ``<key>.json``; ``key`` hashes the target's tag (model
+    weights, sampler steps, seed, sample, slice id) and the measurement's values.  Written
+    atomically (tensor file first, sidecar last).  On load every entry is re-validated: the
+    sidecar must be a JSON object of this format whose sha256, key, shape and dtype match, and
+    the values must be finite; anything else is treated as absent (with a warning) and
+    recomputed by :class:`Target`, never reused.  Entries written before the sidecars existed
+    (a tensor file without ``.json``) are recomputed too, unless adopted with
+    :meth:`adopt_legacy` (for a cache one trusts, e.g. one just made by a complete run).
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -463,26 +479,112 @@ class ReconCache:
     def path(self, name: str, key: str) -> Path:
         return self.root / name / f"{key}.safetensors"
 
-    def load(self, name: str, key: str) -> Tensor | None:
+    def _problem(self, name: str, key: str, shape: Sequence[int] | None) -> tuple[str, Any]:
+        """``(problem, tensor)``: problem ``""`` and the tensor when the entry is usable,
+        ``"absent"`` when there is no tensor file, else a description."""
         p = self.path(name, key)
         if not p.is_file():
-            return None
+            return "absent", None
+        side_path = p.with_suffix(".json")
+        if not side_path.is_file():
+            return "no sidecar (written by an older mripkg, or interrupted)", None
         try:
-            return load_file(str(p))["x"]
-        except Exception:  # noqa: BLE001 - a broken file is recomputed
+            side = json.loads(side_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return f"corrupt JSON sidecar ({exc})", None
+        if not isinstance(side, dict):
+            return f"sidecar is not a JSON object ({type(side).__name__})", None
+        if side.get("format") != RECON_FORMAT:
+            return f"unknown format {side.get('format')!r}", None
+        if side.get("key") != key or side.get("name") != name:
+            return f"sidecar is for {side.get('name')!r}/{side.get('key')!r}", None
+        if sha256_file(p) != side.get("sha256"):
+            return "sha256 does not match its sidecar (corrupt or replaced)", None
+        return _check_recon_tensor(p, side.get("shape"), side.get("dtype"), shape)
+
+    def load(self, name: str, key: str, shape: Sequence[int] | None = None) -> Tensor | None:
+        """The stored reconstruction, or ``None`` when absent or not usable (a warning says
+        why); ``shape``: the expected shape (e.g. ``[1, H, W]``)."""
+        problem, x = self._problem(name, key, shape)
+        if problem == "absent":
             return None
+        if problem:
+            warnings.warn(
+                f"reconstruction cache {self.path(name, key)}: {problem}; recomputing",
+                stacklevel=2,
+            )
+            return None
+        return x
+
+    def is_valid(self, name: str, key: str, shape: Sequence[int] | None = None) -> bool:
+        """Whether :meth:`load` would return the entry (no warning)."""
+        return self._problem(name, key, shape)[0] == ""
 
     def save(self, name: str, key: str, x: Tensor) -> None:
+        """Store ``x`` (atomically: the tensor file, then its sidecar)."""
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"reconstruction {name}/{key} has non-finite values; not cached")
         p = self.path(name, key)
         p.parent.mkdir(parents=True, exist_ok=True)
+        t = x.detach().cpu().contiguous()
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            save_file({"x": x.detach().cpu().contiguous()}, tmp)
+            save_file({"x": t}, tmp)
+            digest = sha256_file(Path(tmp))
             os.replace(tmp, p)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        side = {
+            "format": RECON_FORMAT,
+            "name": name,
+            "key": key,
+            "sha256": digest,
+            "shape": list(t.shape),
+            "dtype": str(t.dtype).replace("torch.", ""),
+        }
+        atomic_write_json(p.with_suffix(".json"), side)
+
+    def adopt_legacy(self, shape: Sequence[int] | None = None) -> dict[str, int]:
+        """Give every entry without a sidecar (written by an older mripkg) one, after checking
+        that it reads back as a finite float tensor ``x`` (of ``shape``, when given); unreadable
+        or non-finite files are deleted.  Only for a cache one trusts: a file damaged in a way
+        that keeps it finite (e.g. a zeroed block) cannot be told from a good one.  Returns
+        ``{"adopted": n, "deleted": n}``."""
+        counts = {"adopted": 0, "deleted": 0}
+        for p in sorted(self.root.glob("*/*.safetensors")):
+            if p.with_suffix(".json").is_file():
+                continue
+            problem, x = _check_recon_tensor(p, None, None, shape)
+            if problem:
+                p.unlink()
+                counts["deleted"] += 1
+                continue
+            self.save(p.parent.name, p.stem, x)
+            counts["adopted"] += 1
+        return counts
+
+
+def _check_recon_tensor(
+    p: Path, side_shape: Any, side_dtype: Any, shape: Sequence[int] | None
+) -> tuple[str, Any]:
+    try:
+        raw = load_file(str(p))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        return f"unreadable safetensors file ({exc})", None
+    x = raw.get("x")
+    if x is None or not x.is_floating_point():
+        return "no float tensor 'x' in the file", None
+    if side_shape is not None and list(x.shape) != side_shape:
+        return f"shape {list(x.shape)} != the sidecar's {side_shape}", None
+    if side_dtype is not None and str(x.dtype).replace("torch.", "") != side_dtype:
+        return f"dtype {x.dtype} != the sidecar's {side_dtype}", None
+    if shape is not None and tuple(x.shape) != tuple(shape):
+        return f"shape {tuple(x.shape)} != the expected {tuple(shape)}", None
+    if not bool(torch.isfinite(x).all()):
+        return "non-finite values", None
+    return "", x
 
 
 class Target:
@@ -575,7 +677,7 @@ class Target:
         for k in keys:
             x = self._memo.get(k) if self._memo is not None else None
             if x is None and self.cache is not None:
-                x = self.cache.load(self.name, k)
+                x = self.cache.load(self.name, k, tuple(y.shape[1:]))
             out.append(x)
         todo = [i for i, x in enumerate(out) if x is None]
         if todo:
@@ -584,7 +686,8 @@ class Target:
                 x = fresh[n].clone()
                 if self.cache is not None:
                     self.cache.save(self.name, keys[i], x)
-                    again = self.cache.load(self.name, keys[i])  # the bits a re-run reads
+                    # the bits a re-run reads
+                    again = self.cache.load(self.name, keys[i], tuple(y.shape[1:]))
                     x = again if again is not None else x
                 out[i] = x
         for k, x in zip(keys, out, strict=True):
@@ -600,7 +703,7 @@ class Target:
             k = self.key(y[i], int(sid))
             hit = self._memo is not None and k in self._memo
             if not hit and self.cache is not None:
-                hit = self.cache.path(self.name, k).is_file()
+                hit = self.cache.is_valid(self.name, k, tuple(y.shape[1:]))
             if not hit:
                 out.add(k)
         return out

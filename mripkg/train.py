@@ -22,6 +22,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,7 @@ def train_model(
     stop_at: int | None = None,
     log_progress: bool = False,
     resume_point: Path | None = None,
+    on_mismatch: str = "error",
     device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train ``name`` (``resunetpp``, ``irim`` or ``ddpm``) with the profile's settings.
@@ -193,11 +195,20 @@ def train_model(
     its state, once ``max_minutes`` of wall time have passed or at step ``stop_at``.  Returns the
     best network so far.  Without a local state, a portable resume point
     (``weights/<profile>/<model>.resume.safetensors``, see :func:`export_resume_state`) is
-    picked up.  ``device`` (default: the CPU) is where the network trains; batches are drawn
-    on the CPU from the seeded generator and moved there, so the draws do not depend on it.
+    picked up.  The state records the target step count and the data set
+    (:attr:`mripkg.data.MRIDataset.identity`); a state made for another step count or another
+    data set is never resumed: ``on_mismatch="error"`` raises :class:`CheckpointError`,
+    ``"fresh"`` warns and trains from step 0.  A resumed run says so (stdout).  ``device``
+    (default: the CPU) is where the network trains; batches are drawn on the CPU from the
+    seeded generator and moved there, so the draws do not depend on it.
     """
+    if on_mismatch not in ("error", "fresh"):
+        raise ValueError(f"on_mismatch must be 'error' or 'fresh', got {on_mismatch!r}")
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
     setup_torch(profile)
     ds = dataset if dataset is not None else load_dataset(profile)
+    data_id = ds.identity
     cfg = model_settings(name, profile)
     total = int(steps if steps is not None else cfg.train_steps)
     best_path, state_path, hist_path = _paths(name, profile, out_dir)
@@ -228,12 +239,31 @@ def train_model(
         portable = shipped_weights_dir(profile.name) / f"{name}.resume.safetensors"
     if resume and not state_path.is_file() and portable is not None and portable.is_file():
         import_resume_state(name, profile, portable, state_path, net, opt)
-    if resume and state_path.is_file():
-        st = load_training_state(state_path)
+    st = load_training_state(state_path) if resume and state_path.is_file() else None
+    if st is not None:
         if st.get("profile") != profile.name or st.get("config") != model_config(name, net):
             raise CheckpointError(
                 f"{state_path}: training state is from profile {st.get('profile')!r} with "
                 f"another model config; delete it or pass resume=False"
+            )
+        problem = _state_mismatch(st, total, data_id)
+        if problem and on_mismatch == "error":
+            raise CheckpointError(
+                f"{state_path}: training state was made {problem}; not resumed (train from "
+                "scratch with --fresh / resume=False, or delete the state)"
+            )
+        if problem:
+            warnings.warn(
+                f"{state_path}: training state was made {problem}; training from step 0",
+                stacklevel=2,
+            )
+            st = None
+    if st is not None:
+        if st.get("target_steps") is None or st.get("data") is None:
+            warnings.warn(
+                f"{state_path}: training state from an older mripkg records no target step "
+                f"count or data set; resumed as one for {total} steps on {data_id}",
+                stacklevel=2,
             )
         net.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
@@ -244,6 +274,8 @@ def train_model(
         history = json.loads(st["history"])
         best_ssim = float(st["best_ssim"])
         adam_restart = st.get("adam_restart_step")
+        if start > 0:
+            print(f"{name}: resuming from step {start} of {total} ({state_path})", flush=True)
     val = _val_subset(ds["val"], 4 if is_ddpm else 16)
     schedule = NoiseSchedule(cfg.num_timesteps, cfg.beta_min, cfg.beta_max) if is_ddpm else None
     val_every = cfg.val_every
@@ -265,6 +297,8 @@ def train_model(
                 "history": json.dumps(history),
                 "best_ssim": best_ssim,
                 "adam_restart_step": adam_restart,
+                "target_steps": total,
+                "data": data_id,
             },
         )
 
@@ -296,6 +330,8 @@ def train_model(
                 "val_ssim": res["ssim"],
                 "val_slices": len(val),
                 "weights": "ema" if is_ddpm else "raw",
+                "target_steps": total,
+                "data": data_id,
             }
             save_weights(best_path, target.state_dict(), meta)
 
@@ -361,6 +397,17 @@ def train_model(
     return TrainResult(name, net, best_path, history, meta)
 
 
+def _state_mismatch(st: dict[str, Any], total: int, data_id: str) -> str:
+    """Why a training state may not be resumed for ``total`` steps on ``data_id`` ("" if it
+    may; a state without these records, from an older mripkg, may)."""
+    problems = []
+    if st.get("target_steps") is not None and int(st["target_steps"]) != total:
+        problems.append(f"for {st['target_steps']} steps, not {total}")
+    if st.get("data") is not None and st["data"] != data_id:
+        problems.append(f"on data set {st['data']!r}, not {data_id!r}")
+    return " and ".join(problems)
+
+
 # --------------------------------------------------------------------------------------------
 # portable resume state (for training that spans machines or sessions)
 
@@ -387,6 +434,8 @@ def export_resume_state(
         "best_ssim": float(st["best_ssim"]),
         "history": st["history"],
         "generator": st["generator"].tolist(),
+        "target_steps": st.get("target_steps"),
+        "data": st.get("data"),
         "note": "resume point; Adam moments not included",
     }
     d = Path(dst_dir) if dst_dir is not None else shipped_weights_dir(profile.name)
@@ -415,6 +464,8 @@ def import_resume_state(
             "history": meta["history"],
             "best_ssim": float(meta["best_ssim"]),
             "adam_restart_step": int(meta["step"]),
+            "target_steps": meta.get("target_steps"),
+            "data": meta.get("data"),
         },
     )
 
@@ -448,11 +499,17 @@ def load_or_train(
     """
     shipped = shipped_weights_dir(profile.name) / f"{name}.safetensors"
     if not retrain and shipped.is_file():
+        if dataset is not None and dataset.identity != "embedded":
+            warnings.warn(
+                f"{name}: the shipped weights were trained on the embedded data, not on "
+                f"{dataset.source}; set retrain=True to train on it",
+                stacklevel=2,
+            )
         net, meta = load_model(name, profile, shipped)
         hist_file = shipped.with_suffix(".history.json")
         hist = json.loads(hist_file.read_text()) if hist_file.is_file() else {}
         return net, meta, hist
-    res = train_model(name, profile, dataset, resume=not retrain)
+    res = train_model(name, profile, dataset, resume=not retrain, on_mismatch="fresh")
     for q in res.net.parameters():
         q.requires_grad_(False)
     return res.net, res.meta, res.history
@@ -511,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="override the profile's torch thread count"
     )
     args = ap.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        ap.error(f"--steps must be a positive integer, got {args.steps}")
     profile = get_profile(args.profile)
     if args.threads is not None:
         profile = dataclasses.replace(profile, threads=args.threads)

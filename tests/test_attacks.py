@@ -202,7 +202,7 @@ def test_models_restored_after_attack(data):
     assert all(p.grad is None for p in net.parameters())
 
 
-@pytest.mark.parametrize("bad", [-0.01, float("nan"), float("inf"), [0.01, -1.0]])
+@pytest.mark.parametrize("bad", [-0.01, float("nan"), float("inf"), [0.01, -1.0], 1.5, [0.01, 8.0]])
 def test_bad_eps_raises(data, bad):
     k, mask = data
     with pytest.raises(ValueError, match="eps"):
@@ -362,6 +362,137 @@ def test_cache_validation(data, tmp_path):
             cache=cache,
         )
     assert AttackSettings().digest() != AttackSettings(seed=1).digest()
+
+
+class _BatchCoupled(nn.Module):
+    """TinyNet plus a small term from the batch mean: its output depends on which images share
+    a batch, an exaggerated stand-in for the float rounding of batched network passes."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, y: Tensor, mask: Tensor) -> Tensor:
+        x = self.inner(y, mask)
+        return x + 1e-2 * x.mean(0, keepdim=True)
+
+
+def _rewrite_entry(path, change) -> None:
+    """Change the tensors of a cache entry with ``change(dict) -> None`` and give its sidecar
+    the new sha256: a consistent entry whose *contents* are wrong."""
+    from safetensors.torch import load_file, save_file
+
+    from mripkg.checkpoints import sha256_file
+
+    raw = load_file(str(path))
+    change(raw)
+    save_file(raw, str(path))
+    side_path = path.with_suffix(".json")
+    side = json.loads(side_path.read_text())
+    side["sha256"] = sha256_file(path)
+    side_path.write_text(json.dumps(side))
+
+
+def test_repaired_entry_is_bit_identical_to_an_uninterrupted_run(data, trained, tmp_path):
+    import shutil
+
+    k, mask = data
+    model = _BatchCoupled(trained)
+    ids = [0, 1, 2]
+    settings = AttackSettings(steps=5, seed=3)
+    kw = dict(profile="smoke", source="tiny", slice_ids=ids, split="test", settings=settings)
+    # 12 (slice, eps) pairs in batches of 5: [0..4], [5..9], [10, 11]
+    first = cached_attack(
+        model, k, mask, EPS_GRID, cache=AttackCache("smoke", tmp_path / "a"), **kw, batch_size=5
+    )
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    cache_b = AttackCache("smoke", tmp_path / "b")
+    target = cache_b.path("tiny", "test", 1, 0.03, settings)  # pair 7, in the second batch
+    original = target.read_bytes()
+    batch = [["2", 0.01], ["0", 0.03], ["1", 0.03], ["2", 0.03], ["0", 0.08]]
+    assert json.loads(target.with_suffix(".json").read_text())["meta"]["batch"] == batch
+    # zero the last quarter of the tensor data, header intact
+    raw = bytearray(original)
+    raw[-len(raw) // 4 :] = bytes(len(raw) // 4)
+    target.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="sha256"):
+        repaired = cached_attack(model, k, mask, EPS_GRID, cache=cache_b, **kw, batch_size=5)
+    assert repaired.equal(first)  # bit for bit
+    assert target.read_bytes() == original
+    # the same entry attacked in another batch (alone) differs: the test can see the effect
+    alone = cached_attack(
+        model,
+        k[1:2],
+        mask,
+        [0.03],
+        cache=AttackCache("smoke", tmp_path / "c"),
+        **{**kw, "slice_ids": [1]},
+    )
+    assert not torch.equal(alone.delta[0, 0], first.delta[3, 1])
+
+
+@pytest.mark.parametrize(
+    "sidecar", ["null", "[]", '"text"', "{", '{"format": "mripkg.attack/1", "meta": []}']
+)
+def test_sidecar_that_is_not_an_object_is_corrupt(data, tiny, tmp_path, sidecar):
+    k, mask = data
+    settings = AttackSettings(steps=2, seed=1)
+    kw = dict(profile="smoke", source="tiny", slice_ids=[0, 1, 2], settings=settings)
+    cache = AttackCache("smoke", tmp_path)
+    first = cached_attack(tiny, k, mask, [0.02], cache=cache, **kw)
+    side = cache.path("tiny", "test", 2, 0.02, settings).with_suffix(".json")
+    side.write_text(sidecar)
+    with pytest.warns(UserWarning, match="recomputing"):
+        assert cache.load("tiny", "test", 2, 0.02, settings) is None
+    with pytest.warns(UserWarning, match="recomputing"):
+        again = cached_attack(tiny, k, mask, [0.02], cache=cache, **kw)
+    assert again.equal(first)
+    assert json.loads(side.read_text())["format"] == "mripkg.attack/1"
+
+
+def test_entries_are_revalidated_not_trusted(data, tiny, tmp_path):
+    k, mask = data
+    settings = AttackSettings(steps=2, seed=1)
+    cache = AttackCache("smoke", tmp_path)
+    cached_attack(
+        tiny,
+        k,
+        mask,
+        [0.02],
+        profile="smoke",
+        source="tiny",
+        slice_ids=[0, 1, 2],
+        settings=settings,
+        cache=cache,
+    )
+    p0 = cache.path("tiny", "test", 0, 0.02, settings)
+    p1 = cache.path("tiny", "test", 1, 0.02, settings)
+    p2 = cache.path("tiny", "test", 2, 0.02, settings)
+    assert cache.load("tiny", "test", 0, 0.02, settings, k[0], mask) is not None
+
+    def grow(raw):  # 1.5 x the perturbation: over the budget (sidecar rel_norm untouched)
+        raw["delta"] *= 1.5
+        raw["y_adv"] = raw["y_adv"] + raw["delta"] / 3
+
+    def nan(raw):
+        raw["loss_history"][0, 0, 0] = float("nan")
+
+    def off_mask(raw):  # energy moved to an unsampled column, norm unchanged
+        col = int(torch.nonzero(~mask)[0])
+        raw["delta"][..., col, 0] = raw["delta"][..., int(torch.nonzero(mask)[0]), 0]
+        raw["delta"][..., int(torch.nonzero(mask)[0]), 0] = 0
+
+    _rewrite_entry(p0, grow)
+    _rewrite_entry(p1, nan)
+    _rewrite_entry(p2, off_mask)
+    with pytest.warns(UserWarning, match="exceeds eps"):
+        assert cache.load("tiny", "test", 0, 0.02, settings) is None
+    with pytest.warns(UserWarning, match="non-finite"):
+        assert cache.load("tiny", "test", 1, 0.02, settings, k[1], mask) is None
+    with pytest.warns(UserWarning, match="off the sampled columns"):
+        assert cache.load("tiny", "test", 2, 0.02, settings) is None
+    with pytest.warns(UserWarning), pytest.raises(KeyError, match="slice=0"):
+        cache.load_grid("tiny", "test", [0, 1, 2], [0.02], settings, k, mask)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

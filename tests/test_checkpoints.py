@@ -59,6 +59,53 @@ def test_refuses_corrupt_foreign_or_mismatched_checkpoints(tmp_path):
         load_weights(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.parametrize("sidecar", ["null", "[]", "3", '"text"'])
+def test_sidecar_that_is_not_an_object_is_corrupt(tmp_path, sidecar):
+    p = save_weights(tmp_path / "toy.safetensors", _state(), META)
+    p.with_suffix(".json").write_text(sidecar)
+    with pytest.raises(CheckpointError, match="not a JSON object"):
+        load_weights(p)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="corrupt training state"):
+        load_training_state(tmp_path / "list.pt")
+
+
+def test_state_from_other_steps_or_data_is_not_reused(tmp_path, capsys):
+    import dataclasses
+
+    ds = load_dataset(SMOKE)
+    out = tmp_path / "a"
+    train_model("ddpm", SMOKE, ds, out_dir=out, steps=8, stop_at=3, progress=False)
+    st = load_training_state(out / "ddpm.state.pt")
+    assert st["target_steps"] == 8 and st["data"] == "embedded"
+    with pytest.raises(CheckpointError, match="for 8 steps, not 10"):
+        train_model("ddpm", SMOKE, ds, out_dir=out, steps=10, progress=False)
+    other = dataclasses.replace(ds, identity="folder:0123456789abcdef")
+    with pytest.raises(CheckpointError, match="on data set 'embedded'"):
+        train_model("ddpm", SMOKE, other, out_dir=out, steps=8, progress=False)
+    with pytest.warns(UserWarning, match="training from step 0"):
+        res = train_model(
+            "ddpm", SMOKE, ds, out_dir=out, steps=5, progress=False, on_mismatch="fresh"
+        )
+    assert len(res.history["loss"]) == 5 and res.meta["target_steps"] == 5
+    assert "resuming" not in capsys.readouterr().out
+    train_model("ddpm", SMOKE, ds, out_dir=tmp_path / "b", steps=6, stop_at=2, progress=False)
+    train_model("ddpm", SMOKE, ds, out_dir=tmp_path / "b", steps=6, progress=False)
+    assert "ddpm: resuming from step 2 of 6" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("steps", [-5, 0])
+def test_steps_must_be_positive(tmp_path, steps, capsys):
+    from mripkg.train import main
+
+    with pytest.raises(ValueError, match="positive"):
+        train_model("ddpm", SMOKE, out_dir=tmp_path, steps=steps, progress=False)
+    with pytest.raises(SystemExit) as info:
+        main(["--profile", "smoke", "--model", "ddpm", "--steps", str(steps)])
+    assert info.value.code == 2
+    assert "--steps must be a positive integer" in capsys.readouterr().err
+
+
 def test_metadata_is_required(tmp_path):
     with pytest.raises(ValueError, match="profile"):
         save_weights(tmp_path / "x.safetensors", _state(), {"model": "x", "config": {}})

@@ -10,13 +10,16 @@ import pytest
 import torch
 
 from mripkg.data import (
+    MIN_USER_VOLUMES,
     VolumeError,
     _embedded_dataset,
     dataset_fingerprint,
     embedded_path,
     load_dataset,
     load_volume,
+    normalise_volume,
     pseudo_subject,
+    volume_split,
 )
 from mripkg.profiles import SMOKE
 
@@ -107,6 +110,23 @@ def test_nan_voxels_are_refused(tmp_path):
         load_volume(path)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_bad_voxel_size_has_its_own_message(tmp_path, bad):
+    img = nib.Nifti1Image(_volume(), np.eye(4))
+    img.header.set_zooms((1.0, bad, 1.0))
+    nib.save(img, str(tmp_path / "vox.nii"))
+    with pytest.raises(VolumeError, match=r"vox\.nii: voxel size .* not finite and positive"):
+        load_volume(tmp_path / "vox.nii")
+
+
+@pytest.mark.parametrize("name", ["UPPER.NII", "UPPER.NII.GZ", "Mixed.Nii.Gz"])
+def test_upper_case_extensions_load(tmp_path, name):
+    ext = ".nii.gz" if name.lower().endswith(".gz") else ".nii"
+    path = _write(tmp_path / f"lower{ext}", _volume()).rename(tmp_path / name)
+    vol, _ = load_volume(path)
+    assert vol.shape == (6, 7, 5)
+
+
 def test_embedded_volumes_load():
     for name in ("mni152", "colin27", "colin27_skull"):
         vol, vox = load_volume(embedded_path(name))
@@ -195,11 +215,16 @@ def _synthetic_head(seed: int, shape=(32, 36, 30)) -> np.ndarray:
     return (inside * texture * rng.uniform(50, 200)).astype(np.float32)
 
 
+def _subject_name(i: int) -> str:
+    # upper-case extensions count as NIfTI too
+    return f"subject{i:02d}" + (".NII.GZ" if i % 5 == 1 else ".NII" if i % 5 == 2 else ".nii.gz")
+
+
 @pytest.fixture(scope="module")
 def user_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("user_nifti")
-    for i in range(6):
-        _write(d / f"subject{i:02d}.nii.gz", _synthetic_head(i), np.diag([4.0, 4.0, 4.0, 1.0]))
+    for i in range(MIN_USER_VOLUMES):
+        _write(d / _subject_name(i), _synthetic_head(i), np.diag([4.0, 4.0, 4.0, 1.0]))
     (d / "notes.txt").write_text("not a volume")
     return d
 
@@ -213,10 +238,10 @@ def test_user_data_split_by_subject(user_dir):
     assert not subjects["train"] & subjects["test"]
     assert not subjects["val"] & subjects["test"]
     every = subjects["train"] | subjects["val"] | subjects["test"]
-    assert every == {f"subject{i:02d}.nii.gz" for i in range(6)}
-    # the paper's test protocol: one slice per held-out test volume
+    assert every == {_subject_name(i) for i in range(MIN_USER_VOLUMES)}
+    # the paper's test protocol: one slice per held-out test volume, at least two of them
     test = ds["test"]
-    assert len(test) == len(subjects["test"])
+    assert len(test) == len(subjects["test"]) == 2
     assert sorted(test.subjects) == sorted(subjects["test"])
     for split in ds.splits.values():
         assert split.images.shape[1:] == (1, SMOKE.image_size, SMOKE.image_size)
@@ -226,11 +251,67 @@ def test_user_data_split_by_subject(user_dir):
     assert dataset_fingerprint(again) == dataset_fingerprint(ds)
 
 
-def test_user_data_needs_three_volumes(tmp_path):
-    for i in range(2):
-        _write(tmp_path / f"s{i}.nii", _synthetic_head(i))
-    with pytest.raises(ValueError, match="at least 3"):
+def test_user_data_too_small_is_refused_up_front(tmp_path):
+    for i in range(MIN_USER_VOLUMES - 1):  # 14 volumes: a one-slice test split
+        _write(tmp_path / f"s{i}.nii", _synthetic_head(i), np.diag([4.0, 4.0, 4.0, 1.0]))
+    with pytest.raises(ValueError, match=f"at least {MIN_USER_VOLUMES} NIfTI.*found 14"):
         load_dataset(SMOKE, tmp_path)
+
+
+def test_dataset_identity(user_dir, smoke_ds, tmp_path):
+    assert smoke_ds.identity == "embedded"
+    ds = load_dataset(SMOKE, user_dir)
+    assert (
+        ds.identity.startswith("folder:") and ds.identity == load_dataset(SMOKE, user_dir).identity
+    )
+    robust = load_dataset(SMOKE, user_dir, normalise="robust")
+    assert robust.identity == ds.identity + "|normalise=robust"
+    with pytest.raises(ValueError, match="normalise"):
+        load_dataset(SMOKE, normalise="zscore")
+
+
+def _head_with_outlier(seed: int, factor: float) -> np.ndarray:
+    v = _synthetic_head(seed)
+    v[1, 1, 1] = factor * v.max()  # one bright voxel outside the head
+    return v
+
+
+def test_outlier_voxel_compresses_minmax_not_robust():
+    clean = _synthetic_head(3)
+    spiked = _head_with_outlier(3, 10.0)
+    a, b = normalise_volume(clean), normalise_volume(spiked)
+    head = clean > 0
+    # min-max: one voxel squeezes the whole head into [0, ~0.1]
+    assert float(b[head].max()) < 0.11 and float(a[head].max()) == 1.0
+    # robust percentiles ignore it: the head keeps its intensities
+    ra, rb = normalise_volume(clean, "robust"), normalise_volume(spiked, "robust")
+    assert float(np.abs(ra - rb)[head].max()) < 0.02
+    assert ra.min() >= 0 and ra.max() <= 1
+    # the same through a split, with the voxel in a slice that is not used
+    vox = (4.0, 4.0, 4.0)
+    ref = volume_split("t", clean, vox, SMOKE.data, "s")
+    out = volume_split("t", clean, vox, SMOKE.data, "s", outlier=10.0)
+    fixed = volume_split("t", clean, vox, SMOKE.data, "s", outlier=10.0, normalise="robust")
+    assert out.slice_index == ref.slice_index and torch.equal(out.masks, ref.masks)
+    assert float(out.images.max()) < 0.11
+    assert float(fixed.images.max()) == 1.0
+    robust_ref = volume_split("t", clean, vox, SMOKE.data, "s", normalise="robust")
+    assert torch.allclose(fixed.images, robust_ref.images, atol=0.02)
+
+
+def test_skull_split_and_normalise(smoke_ds):
+    ds = load_dataset(SMOKE, skull=True)
+    assert torch.equal(ds["test"].images, smoke_ds["test"].images)
+    skull = ds["test_skull"]
+    assert skull.slice_index == ds["test"].slice_index
+    assert skull.images.shape == ds["test"].images.shape
+    # the skull adds bright tissue outside the brain mask of the skull-stripped slices
+    outside = ~ds["test"].masks
+    assert float(skull.images[outside].mean()) > 5 * float(ds["test"].images[outside].mean())
+    robust = load_dataset(SMOKE, normalise="robust")
+    assert robust.identity == "embedded|normalise=robust"
+    assert not torch.equal(robust["test"].images, smoke_ds["test"].images)
+    assert float(robust["test"].images.max()) == 1.0 and float(robust["test"].images.min()) == 0.0
 
 
 def test_user_data_dir_must_exist(tmp_path):

@@ -78,3 +78,44 @@ def test_diffusion_reconstruction_does_not_depend_on_batching(test_split):
     assert float((reconstruct(other, y, mask, batch_size=1) - a).abs().max()) > 1e-2
     spread = seed_spread(model, test_split, SMOKE, [3, 4], known={3: b})
     assert spread["pixel_rms_across_seeds"] > 0 and len(spread["psnr_mean_per_seed"]) == 2
+
+
+def test_out_of_domain_table(tmp_path):
+    from mripkg.reconstruction import (
+        format_out_of_domain,
+        out_of_domain_splits,
+        out_of_domain_summary,
+        out_of_domain_table,
+    )
+
+    splits = out_of_domain_splits(SMOKE)
+    test = load_dataset(SMOKE)["test"]
+    assert torch.equal(splits["test"][1].images, test.images)  # the in-domain row is `test`
+    for key, (_, split) in splits.items():
+        assert split.slice_index == test.slice_index
+        assert torch.equal(split.masks, test.masks) != key.startswith("skull")  # skull: own
+    # one outlier voxel squeezes min-max slices to [0, 1/4]; robust scaling undoes it
+    assert float(splits["outlier"][1].images.max()) <= 0.25 + 1e-6
+    robust, fixed = splits["test_robust"][1].images, splits["outlier_robust"][1].images
+    assert torch.allclose(robust, fixed, atol=0.01)
+    assert float(splits["skull"][1].images[~test.masks].mean()) > 0.02  # the skull is there
+
+    torch.manual_seed(0)
+    net = EpsUNet(SMOKE.ddpm).eval()
+    models = {"zero_filled": ZeroFilled(), "diffusion": DiffusionReconstructor(net, steps=2)}
+    kw = dict(diffusion_slices=2, cache_dir=tmp_path, weights_id="w", progress=False)
+    res = out_of_domain_table(models, SMOKE, **kw)
+    rows = {r["condition"]: r for r in res["rows"]}
+    assert len(rows) == 7 and res["diffusion"]["slices"] == 2
+    assert res["diffusion"]["computed"] == 2 * 7
+    # zero-filled is linear and the metric normalises each image: a pure intensity scale
+    # cannot change its PSNR (a model that is not scale-equivariant can lose)
+    assert rows["scale_0.5"]["zero_filled_psnr"] == pytest.approx(
+        rows["test"]["zero_filled_psnr"], abs=1e-3
+    )
+    again = out_of_domain_table(models, SMOKE, **kw)
+    assert again["diffusion"]["computed"] == 0  # from the reconstruction cache
+    assert again["rows"] == res["rows"]
+    table = format_out_of_domain(res, list(models))
+    assert table.count("\n") == 8 and "diffusion (2 slices)" in table
+    assert "diffusion" in out_of_domain_summary(res)

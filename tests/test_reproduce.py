@@ -146,3 +146,34 @@ def test_memory_watch_sees_a_child_process() -> None:
     with MemoryWatch(interval_s=0.1) as idle:
         pass
     assert idle.peak_gb is None  # no child, no sample
+
+
+def test_relative_data_dir_is_taken_from_the_callers_directory(tmp_path):
+    nbdir, out = tmp_path / "notebooks", tmp_path / "build"
+    nbdir.mkdir()
+    (tmp_path / "mydata").mkdir()
+    param = new_code_cell(
+        'profile: str = "quick"\ndata_dir: str | None = None', metadata={"tags": ["parameters"]}
+    )
+    check = new_code_cell(
+        "import os\n"
+        "assert os.path.isabs(data_dir) and os.path.isdir(data_dir), data_dir\n"
+        "open(os.path.join(data_dir, 'seen'), 'w').close()"
+    )
+    _write_nb(nbdir / "01_data_dir.ipynb", [param, check])
+    env = dict(os.environ, CI="1", PYTHONPATH=str(REPO_ROOT))
+    env.pop("MRIPKG_PROFILE", None)
+    args = ["--profile", "smoke", "--notebooks-dir", str(nbdir), "--build-dir", str(out)]
+    cmd = [sys.executable, "-m", "mripkg.reproduce", *args]
+    # the kernel runs in notebooks/, the caller in tmp_path: "mydata" means tmp_path/mydata
+    res = subprocess.run(
+        [*cmd, "--data-dir", "mydata"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "mydata" / "seen").is_file()
+    # a folder that does not exist is a one-line error, before any notebook runs
+    res = subprocess.run(
+        [*cmd, "--data-dir", "nowhere"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: --data-dir nowhere: not a folder ({tmp_path / 'nowhere'})"

@@ -374,6 +374,60 @@ def test_recon_cache_reloads_identically(data, diff, tmp_path):
     assert t2.pending(data.y + torch.zeros((), dtype=data.y.dtype), data.slice_ids) == 0
 
 
+def _entries(cache: robustness.ReconCache) -> list:
+    return sorted(cache.root.glob("*/*.safetensors"))
+
+
+def test_recon_cache_detects_a_zeroed_quarter_and_recomputes(data, diff, tmp_path):
+    cache = robustness.ReconCache(tmp_path / "recons")
+    first = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)(
+        data.y, data.slice_ids
+    )
+    p = _entries(cache)[1]
+    raw = bytearray(p.read_bytes())
+    raw[-len(raw) // 4 :] = bytes(len(raw) // 4)  # header intact, the data's last quarter zero
+    p.write_bytes(bytes(raw))
+    t = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
+    assert t.pending(data.y, data.slice_ids) == 1
+    with pytest.warns(UserWarning, match="sha256 does not match"):
+        again = t(data.y, data.slice_ids)
+    assert t.computed == 1
+    # recomputed alone instead of in a batch: equal up to the float rounding of batching
+    assert torch.allclose(again, first, atol=2e-4)
+    assert robustness.ReconCache(tmp_path / "recons").is_valid(p.parent.name, p.stem)
+
+
+@pytest.mark.parametrize("sidecar", ["null", "[]", "{", '{"format": "other"}'])
+def test_recon_cache_sidecar_that_is_not_an_object_is_corrupt(data, tmp_path, sidecar):
+    cache = robustness.ReconCache(tmp_path)
+    x = torch.rand(1, 8, 8)
+    cache.save("m", "k1", x)
+    assert torch.equal(cache.load("m", "k1", (1, 8, 8)), x)
+    with pytest.warns(UserWarning, match="expected"):
+        assert cache.load("m", "k1", (1, 4, 4)) is None
+    cache.path("m", "k1").with_suffix(".json").write_text(sidecar)
+    with pytest.warns(UserWarning, match="recomputing"):
+        assert cache.load("m", "k1") is None
+    with pytest.raises(ValueError, match="non-finite"):
+        cache.save("m", "k2", torch.full((1, 8, 8), float("nan")))
+
+
+def test_recon_cache_legacy_entries_are_recomputed_unless_adopted(data, tmp_path):
+    from safetensors.torch import save_file
+
+    cache = robustness.ReconCache(tmp_path)
+    good, bad = torch.rand(1, 8, 8), torch.rand(1, 8, 8)
+    bad[0, 0, 0] = float("nan")
+    (tmp_path / "m").mkdir()
+    save_file({"x": good}, str(cache.path("m", "good")))  # as the code before sidecars did
+    save_file({"x": bad}, str(cache.path("m", "bad")))
+    with pytest.warns(UserWarning, match="no sidecar"):
+        assert cache.load("m", "good") is None
+    assert cache.adopt_legacy((1, 8, 8)) == {"adopted": 1, "deleted": 1}
+    assert torch.equal(cache.load("m", "good"), good)
+    assert not cache.path("m", "bad").exists()
+
+
 def test_image_route_clean_reference(data, tiny, tmp_path):
     res = robustness.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
