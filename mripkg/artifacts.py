@@ -20,6 +20,12 @@ noise level blindly (median absolute finest-scale Haar diagonal coefficient / 0.
 wavelet denoising); :func:`auc` says how well that number separates perturbed from clean
 reconstructions (0.5: not at all, 1: perfectly).  A white Gaussian reference of the same size
 and region (:func:`gaussian_reference`) shows what the numbers are for pure noise.
+
+Beyond the paper, :func:`posterior_sd` scores a measurement by the diffusion model's own
+uncertainty (the per-pixel SD of reconstructions with several sampler seeds) and
+:func:`spread_detection` asks how well that detects perturbed input.  :func:`grey_matter_mask`
+segments grey matter from a T1 ground truth (three-class Otsu) for the scorecard of
+:mod:`mripkg.claims`.  Kurtosis, skewness and the AUC come from :mod:`scipy.stats`.
 """
 
 from __future__ import annotations

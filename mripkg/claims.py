@@ -43,6 +43,7 @@ none does.  :func:`scorecard` collects the claims (under the smoke profile every
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -557,7 +558,8 @@ def bootstrap_interval(
         )
         return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns about degenerate resamples
         low, high = run("BCa")
         if not (math.isfinite(low) and math.isfinite(high)):
             low, high = run("percentile")
@@ -572,20 +574,6 @@ def auc_rows(negative: np.ndarray, positive: np.ndarray) -> np.ndarray:
     neg, pos = np.asarray(negative, dtype=float), np.asarray(positive, dtype=float)
     u = stats.mannwhitneyu(pos, neg, axis=-1, alternative="greater").statistic
     return np.asarray(u) / (pos.shape[-1] * neg.shape[-1])
-
-
-class _quiet:
-    """Silence scipy's warnings about degenerate bootstrap distributions."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
 
 
 def excess_over_control(
@@ -738,8 +726,9 @@ def claim_grey_matter(
     other_seed: Tensor,
     gt: Tensor,
     head: Tensor,
-    eps: Sequence[float] = (0.01, 0.02),
+    eps: Sequence[float] = GREY_MATTER_EPS,
     seed: int = 0,
+    other_seed_id: int | None = None,
 ) -> dict[str, Any]:
     """Claims 1 and 3: small transferred perturbations distort grey matter in the diffusion
     reconstruction.
@@ -747,7 +736,8 @@ def claim_grey_matter(
     ``evals[source]``: the diffusion model's evaluation of the perturbations transferred from
     ``source`` with the equal-norm control (``rand``), over the slices of ``gt`` / ``head``
     ``[B, 1, H, W]``; ``other_seed``: clean reconstructions of the same slices with another
-    sampler seed ``[B, 1, H, W]``.  One row per (source, eps): the geometric mean over slices of
+    sampler seed ``[B, 1, H, W]`` (``other_seed_id``: that seed, listed among the seeds).  One
+    row per (source, eps): the geometric mean over slices of
     ``E_adv / E_ctl``, the artifact energy inside the grey-matter mask of the perturbed over
     that of the control reconstruction, with a bootstrap interval; it holds when the interval
     lies above 1 and the mean excess ``E_adv - E_ctl`` exceeds the mean grey-matter energy
@@ -767,6 +757,7 @@ def claim_grey_matter(
             )
         slices = ev.slice_ids
         seeds |= {ev.seed} if ev.seed is not None else set()
+        seeds |= {other_seed_id} if other_seed_id is not None else set()
         e_seed = region_energy(other_seed - ev.clean, gm).numpy()
         for e in eps:
             j = ev.index(e)
@@ -1047,7 +1038,8 @@ def slice_spearman(eps: Sequence[float], psnr: Tensor) -> np.ndarray:
     if len(eps) < 3:
         raise ValueError(f"need at least 3 eps values for a rank correlation, got {len(eps)}")
     out = np.empty(p.shape[1])
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant slice has no rank correlation
         for b in range(p.shape[1]):
             out[b] = stats.spearmanr(np.asarray(eps, dtype=float), p[:, b]).statistic
     return out

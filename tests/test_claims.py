@@ -164,6 +164,11 @@ def test_posterior_sd_detects_less_certain_samples():
     assert artifacts.auc(s_calm, s_wild) == 1.0
     with pytest.raises(ValueError, match="S >= 2"):
         artifacts.posterior_sd(calm[:1], region)
+    det = artifacts.spread_detection({"0.00": calm, "0.08": wild, "0.04": calm}, region, "0.00")
+    assert det["0.08"]["auc"] == 1.0 and det["0.04"]["auc"] == 0.5
+    assert "auc" not in det["0.00"] and det["0.00"]["spread_mean"] < det["0.08"]["spread_mean"]
+    with pytest.raises(KeyError):
+        artifacts.spread_detection({"0.08": wild}, region, "0.00")
 
 
 # --------------------------------------------------------------------------------------------
