@@ -443,3 +443,10 @@ def test_smoke_scorecard_is_not_evidence():
     c = card["claims"][0]
     assert c["verdict"] == claims.NOT_EVIDENCE and c["rule_verdict"] == claims.REPRODUCED
     assert "not evidence" in claims.scorecard_markdown(card)
+
+
+def test_excess_text_says_the_interval_and_the_word():
+    ev = _drop_eval([1.0, 1.2, 0.9, 1.1, 1.0], [0.2, 0.3, 0.2, 0.25, 0.2], "a", "b")
+    ex, text = claims.excess_text(ev, 0.04)
+    assert ex["clear"] and text.endswith(": clear") and "95 % interval [" in text
+    assert "5 slices" in text and str(claims.MIN_SLICES) in claims.clear_rule()

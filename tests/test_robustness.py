@@ -146,6 +146,15 @@ def test_slice_set(data, mask):
         data.take([1])
 
 
+def test_transfer_eps():
+    from mripkg.profiles import PROFILES
+
+    q = PROFILES["quick"]
+    grid = robustness.transfer_eps(q, [0.005])
+    assert grid[0] == 0.0 and 0.005 in grid and q.attack.route_eps in grid
+    assert grid == sorted(grid) and set(q.attack.eps_grid) <= set(grid)
+
+
 def test_convergence():
     hist = torch.tensor([[0.0], [3.0], [2.0], [5.0]])
     assert robustness.convergence(hist, [0, 2, 3, 99]).flatten().tolist() == [0, 3, 5, 5]
