@@ -1215,19 +1215,28 @@ def scorecard_markdown(claims: Mapping[str, Any]) -> str:
 
 
 def claim_rows_markdown(claim: Mapping[str, Any]) -> str:
-    """Every comparison of one claim as a Markdown table (label, value, interval, holds)."""
-    return format_table(
-        [
-            {
-                "comparison": r["label"],
-                "value": _fmt(r["value"], 3),
-                "95 % interval": f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]",
-                "slices": r["n"],
-                "holds": "yes" if r["holds"] else "no",
-            }
-            for r in claim["rows"]
-        ]
-    )
+    """Every comparison of one claim as a Markdown table (label, value, interval, holds); for
+    the grey-matter claim also the excess energy over the seed-to-seed energy, and the PSNR
+    drop and the worst 16 x 16 window SSIM drop of perturbation and control beside it."""
+    out = []
+    for r in claim["rows"]:
+        row = {
+            "comparison": r["label"],
+            "value": _fmt(r["value"], 3),
+            "95 % interval": f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]",
+            "slices": r["n"],
+            "holds": "yes" if r["holds"] else "no",
+        }
+        if isinstance(r.get("psnr_drop"), Mapping):
+            row["excess / seed energy"] = _fmt(r.get("excess_over_seed"), 3)
+            for key, name in (
+                ("psnr_drop", "PSNR drop dB"),
+                ("window_ssim_drop", "window SSIM drop"),
+            ):
+                a, c = r[key], r[f"{key}_control"]
+                row[f"{name} (control)"] = f"{_fmt(a['mean'], 3)} ({_fmt(c['mean'], 3)})"
+        out.append(row)
+    return format_table(out)
 
 
 __all__ = [

@@ -252,6 +252,7 @@ def test_claim_grey_matter_rule():
     r = yes["rows"][0]
     assert r["low"] > 1 and r["excess_energy"] > r["seed_energy"]
     assert set(r["window_ssim_drop"]) == {"mean", "low", "high"}
+    assert "window SSIM drop (control)" in claims.claim_rows_markdown(yes)
     gt1, head1, _ = _brain(6, 1)
     no = claims.claim_grey_matter({"irim": ev_no}, other_no, gt1, head1, seed=0)
     assert no["verdict"] == claims.NOT_REPRODUCED
