@@ -87,6 +87,13 @@ def _ssim_paper(x: Tensor, ref: Tensor, full_image: bool = False) -> Tensor:
     return torch.cat(out)
 
 
+def ssim_map(x: Tensor, ref: Tensor) -> Tensor:
+    """SSIM map ``[B, 1, H, W]`` of ``x`` against ``ref`` ``[B, 1, H, W]``, paper convention
+    (the map :func:`ssim` averages)."""
+    x, ref = _pair(x, ref)
+    return _ssim_paper(x, ref, full_image=True)
+
+
 def ssim(x: Tensor, ref: Tensor) -> Tensor:
     """SSIM, paper convention (min-max normalised, data range 1, Gaussian 11 x 11 window)."""
     x, ref = _pair(x, ref)

@@ -201,51 +201,6 @@ def format_table(summary: dict[str, dict[str, float]], title: str = "") -> str:
     return "".join(lines)
 
 
-def clean_summary(results: dict[str, Any], spread: dict[str, Any], profile: Profile) -> str:
-    """Markdown summary of the clean comparison with the measured numbers and the targets of
-    the quick profile (learned models >= zero-filled + 4 dB; diffusion within 2 dB of the best
-    supervised model), saying plainly which targets are met."""
-    s = results["test"]["summary"]
-    zf = s["zero_filled"]
-    best_sup = max(("resunetpp", "irim"), key=lambda m: s[m]["psnr_mean"])
-    lines = [
-        f"Profile `{profile.name}` ({profile.image_size} px), test subject Colin27, "
-        f"{len(results['test']['table']['zero_filled']['psnr'])} slices, paper convention:",
-        "",
-    ]
-    for m in MODELS:
-        v = s[m]
-        gain = v["psnr_mean"] - zf["psnr_mean"]
-        lines.append(
-            f"* {LABELS[m]}: PSNR {v['psnr_mean']:.2f} ± {v['psnr_sd']:.2f} dB "
-            f"({gain:+.2f} dB vs zero-filled), SSIM {v['ssim_mean']:.3f} "
-            f"(head {v['ssim_head_mean']:.3f}); in-distribution test_id: "
-            f"{results['test_id']['summary'][m]['psnr_mean']:.2f} dB"
-        )
-    lines.append("")
-    for m in ("resunetpp", "irim", "diffusion"):
-        ok = (
-            s[m]["psnr_mean"] >= zf["psnr_mean"] + 4
-            and s[m]["ssim_mean"] > zf["ssim_mean"]
-            and s[m]["ssim_head_mean"] > zf["ssim_head_mean"]
-        )
-        lines.append(
-            f"* target '{LABELS[m]} >= zero-filled + 4 dB and above it in both SSIMs': "
-            f"{'met' if ok else 'NOT met'}"
-        )
-    gap = s[best_sup]["psnr_mean"] - s["diffusion"]["psnr_mean"]
-    lines.append(
-        f"* target 'diffusion within 2 dB of the best supervised model ({LABELS[best_sup]})': "
-        f"gap {gap:.2f} dB, {'met' if gap <= 2 else 'NOT met'}"
-    )
-    lines.append(
-        f"* diffusion posterior spread over {len(spread['seeds'])} sampler seeds: PSNR SD "
-        f"{spread['psnr_sd_across_seeds']:.2f} dB per slice, pixel RMS "
-        f"{spread['pixel_rms_across_seeds']:.4f}"
-    )
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------------------------
 # out of domain: where the shipped models stop working
 

@@ -111,6 +111,13 @@ def merge_eps(*grids: EpsLike) -> list[float]:
     return sorted(out)
 
 
+def transfer_eps(profile: Any, extra: EpsLike = ()) -> list[float]:
+    """The eps grid of the transfer experiment of a profile: the white-box grid, the diffusion
+    eps, the route eps and ``extra`` (sorted union)."""
+    a = profile.attack
+    return merge_eps(a.eps_grid, a.diffusion_eps, [a.route_eps], extra)
+
+
 def model_id(meta: Mapping[str, Any] | None) -> str:
     """12 hex digits of the sha256 of a model's weights (from its checkpoint sidecar); empty
     for a model without weights (zero-filled)."""
@@ -964,52 +971,6 @@ def evaluate_attack(
 # tables
 
 
-def _mean_sd(v: Tensor) -> tuple[float, float]:
-    return metrics.summarize(v)
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def whitebox_summary(ev: Evaluation) -> dict[str, dict[str, Any]]:
-    """``{eps: {psnr_mean, psnr_sd, ssim_mean, ssim_sd, random_psnr_mean, random_ssim_mean,
-    amplification, ...}}`` of a white-box evaluation (eps keys from :func:`eps_key`).
-
-    ``amplification``: mean over slices of ``||f(y + M delta) - f(y)|| / ||F^-1 M delta||``
-    (``None`` at eps = 0, where it is undefined).  Extra keys: drops, their SDs, the control's
-    amplification and the number of slices.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for j, e in enumerate(ev.eps):
-        pm, ps = _mean_sd(ev.psnr[j])
-        sm, ss = _mean_sd(ev.ssim[j])
-        dm, dsd = _mean_sd(ev.psnr_drop[j])
-        row: dict[str, Any] = {
-            "psnr_mean": pm,
-            "psnr_sd": ps,
-            "ssim_mean": sm,
-            "ssim_sd": ss,
-            "random_psnr_mean": None,
-            "random_ssim_mean": None,
-            "amplification": _finite_or_none(float(ev.amplification[j].mean())),
-            "psnr_drop_mean": dm,
-            "psnr_drop_sd": dsd,
-            "ssim_drop_mean": float(ev.ssim_drop[j].mean()),
-        }
-        if ev.psnr_rand is not None and ev.ssim_rand is not None:
-            row["random_psnr_mean"] = float(ev.psnr_rand[j].mean())
-            row["random_ssim_mean"] = float(ev.ssim_rand[j].mean())
-            row["random_psnr_drop_mean"] = float(ev.psnr_drop_rand[j].mean())  # type: ignore[index]
-            amp_r = ev.amplification_rand
-            row["random_amplification"] = (
-                None if amp_r is None else _finite_or_none(float(amp_r[j].mean()))
-            )
-        row["n_slices"] = len(ev.slice_ids)
-        out[eps_key(e)] = row
-    return out
-
-
 def short_vs_full_sampler(
     diff: DiffusionReconstructor,
     data: SliceSet,
@@ -1024,9 +985,11 @@ def short_vs_full_sampler(
 
     The perturbations ``result`` (and their ``controls``) of :func:`run_diffusion_whitebox`
     are given to the ``steps``-step sampler with the attack's noise (draw 0); ``full`` is the
-    :func:`whitebox_summary` of the same perturbations on the full sampler.  One row per eps:
-    mean PSNR drops in dB, ``short sampler``, ``control (short)``, ``full sampler``,
-    ``control (full)``."""
+    :func:`mripkg.claims.whitebox_summary` of the same perturbations on the full sampler.  One
+    row per eps: mean PSNR drops in dB, ``short sampler``, ``control (short)``, ``full
+    sampler``, ``control (full)``."""
+    from .claims import whitebox_summary  # claims imports this module
+
     short = DiffusionReconstructor(diff.net, steps=steps, seed=diff.seed)
     target = Target(diff.name, short, data.mask, batch_size=batch_size)
     on_short = whitebox_summary(
@@ -1042,57 +1005,6 @@ def short_vs_full_sampler(
         }
         for k, v in full.items()
     ]
-
-
-def transfer_summary(ev: Evaluation) -> dict[str, dict[str, Any]]:
-    """``{eps: {psnr_mean, ssim_mean, psnr_drop, random_psnr_drop, ...}}``: means over the
-    evaluation's slices; ``psnr_drop = clean PSNR - perturbed PSNR`` (positive = damage) over
-    the same slices and sampler noise.  Extra keys: SDs, SSIM drops, the clean PSNR, the
-    amplification and the number of slices."""
-    out: dict[str, dict[str, Any]] = {}
-    for j, e in enumerate(ev.eps):
-        dm, dsd = _mean_sd(ev.psnr_drop[j])
-        row: dict[str, Any] = {
-            "psnr_mean": float(ev.psnr[j].mean()),
-            "ssim_mean": float(ev.ssim[j].mean()),
-            "psnr_drop": dm,
-            "random_psnr_drop": None,
-            "psnr_drop_sd": dsd,
-            "ssim_drop": float(ev.ssim_drop[j].mean()),
-            "clean_psnr_mean": float(ev.psnr_clean.mean()),
-            "clean_ssim_mean": float(ev.ssim_clean.mean()),
-            "amplification": _finite_or_none(float(ev.amplification[j].mean())),
-        }
-        if ev.psnr_rand is not None:
-            row["random_psnr_drop"] = float(ev.psnr_drop_rand[j].mean())  # type: ignore[index]
-            row["random_psnr_drop_sd"] = _mean_sd(ev.psnr_drop_rand[j])[1]  # type: ignore[index]
-            row["random_ssim_drop"] = float(ev.ssim_drop_rand[j].mean())  # type: ignore[index]
-        row["n_slices"] = len(ev.slice_ids)
-        out[eps_key(e)] = row
-    return out
-
-
-def seed_summary(evals: Sequence[Evaluation], eps: float) -> dict[str, Any]:
-    """PSNR drop (and the control's) at one eps for evaluations that differ only in the
-    sampler seed: per-seed means, their mean and SD across seeds."""
-    if not evals:
-        raise ValueError("no evaluations")
-    drops = [float(ev.psnr_drop[ev.index(eps)].mean()) for ev in evals]
-    rdrops = [
-        float(ev.psnr_drop_rand[ev.index(eps)].mean())  # type: ignore[index]
-        for ev in evals
-        if ev.psnr_drop_rand is not None
-    ]
-    out: dict[str, Any] = {
-        "seeds": [ev.seed for ev in evals],
-        "psnr_drop_per_seed": drops,
-        "psnr_drop_seed_mean": float(np.mean(drops)),
-        "psnr_drop_seed_sd": float(np.std(drops, ddof=1)) if len(drops) > 1 else 0.0,
-    }
-    if rdrops:
-        out["random_psnr_drop_per_seed"] = rdrops
-        out["random_psnr_drop_seed_mean"] = float(np.mean(rdrops))
-    return out
 
 
 def per_slice_rows(ev: Evaluation) -> list[dict[str, Any]]:
@@ -1151,55 +1063,7 @@ def transfer_matrix(
 
 
 # --------------------------------------------------------------------------------------------
-# claims
-
-
-def falls_with_eps(values: Sequence[float], tol: float = 0.05) -> bool:
-    """True when a metric (ordered by increasing eps) ends below where it starts and never
-    rises by more than ``tol`` from one eps to the next."""
-    v = [float(x) for x in values]
-    if len(v) < 2:
-        return False
-    return v[-1] < v[0] and all(b <= a + tol for a, b in zip(v, v[1:], strict=False))
-
-
-#: Smallest mean excess over the control (dB) that counts as an effect in the verdicts.
-MIN_EXCESS_DB = 0.1
-#: Fewest slices for a verdict (a standard error from fewer is meaningless).
-MIN_SLICES = 3
-
-
-def excess_over_control(
-    adv_drop: Tensor, rand_drop: Tensor, min_excess: float = MIN_EXCESS_DB
-) -> dict[str, float | bool]:
-    """Paired comparison over slices of the adversarial and the control PSNR drop: mean
-    excess (dB), its standard error, and ``clear``: at least :data:`MIN_SLICES` slices, a mean
-    excess of at least ``min_excess`` dB and above twice its standard error (a rough one-sided
-    95 % criterion)."""
-    d = (adv_drop - rand_drop).to(torch.float64).flatten()
-    n = d.numel()
-    mean = float(d.mean())
-    se = float(d.std() / math.sqrt(n)) if n > 1 else math.inf
-    clear = n >= MIN_SLICES and mean >= min_excess and mean - 2 * se > 0
-    return {"excess": mean, "se": se, "clear": bool(clear), "n": n}
-
-
-def clear_word(ex: Mapping[str, Any]) -> str:
-    """``'clear'``, ``'not clear'`` or ``'too few slices'`` for one :func:`excess_over_control`."""
-    if ex["n"] < MIN_SLICES:
-        return "too few slices"
-    return "clear" if ex["clear"] else "not clear"
-
-
-def claim_verdict(comparisons: Sequence[Mapping[str, Any]]) -> str:
-    """``'reproduced'`` when every comparison (:func:`excess_over_control`) is clear,
-    ``'undecided (fewer than MIN_SLICES slices)'`` when any has too few slices to decide, else
-    ``'not reproduced'``."""
-    if not comparisons:
-        return "undecided (nothing compared)"
-    if any(c["n"] < MIN_SLICES for c in comparisons):
-        return f"undecided (fewer than {MIN_SLICES} slices)"
-    return "reproduced" if all(c["clear"] for c in comparisons) else "not reproduced"
+# attack convergence
 
 
 def convergence(history: Tensor, at: Sequence[int]) -> Tensor:
@@ -1232,8 +1096,6 @@ def step_size_scores(
 
 
 __all__ = [
-    "MIN_EXCESS_DB",
-    "MIN_SLICES",
     "ROUTES",
     "Evaluation",
     "ReconCache",
@@ -1243,8 +1105,6 @@ __all__ = [
     "budget_controls",
     "attack_inputs",
     "budget_gap",
-    "claim_verdict",
-    "clear_word",
     "cached_grid",
     "control_deltas",
     "convergence",
@@ -1254,8 +1114,6 @@ __all__ = [
     "eps_key",
     "evaluate",
     "evaluate_attack",
-    "excess_over_control",
-    "falls_with_eps",
     "merge_eps",
     "missing_pairs",
     "model_id",
@@ -1263,14 +1121,12 @@ __all__ = [
     "per_slice_rows",
     "run_diffusion_whitebox",
     "run_whitebox",
-    "seed_summary",
     "short_vs_full_sampler",
     "slice_set",
     "spread_ids",
     "step_size_scores",
     "subset_result",
     "time_attack_step",
+    "transfer_eps",
     "transfer_matrix",
-    "transfer_summary",
-    "whitebox_summary",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import pytest
@@ -42,3 +43,20 @@ def test_last_code_cell_asserts(path):
     cells = [c for c in _load(path)["cells"] if c["cell_type"] == "code"]
     assert cells, f"{path.name}: no code cells"
     assert "assert" in "".join(cells[-1]["source"]), f"{path.name}: last code cell has no assert"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebooks_define_no_functions(path):
+    """Logic lives in mripkg: a notebook code cell defines no function or class."""
+    for i, cell in enumerate(_load(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"])
+        lines = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        tree = ast.parse("\n".join(lines), filename=f"{path.name} cell {i + 1}")
+        defined = [
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        ]
+        assert not defined, f"{path.name}: cell {i + 1} defines {defined}; move it into mripkg"

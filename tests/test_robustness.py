@@ -13,7 +13,7 @@ import torch
 from tiny_models import TinyNet
 from torch import Tensor, nn
 
-from mripkg import figures, robustness
+from mripkg import claims, figures, robustness
 from mripkg.analysis import all_finite, write_json
 from mripkg.attacks import AttackCache, AttackSettings
 from mripkg.models import ZeroFilled
@@ -146,25 +146,16 @@ def test_slice_set(data, mask):
         data.take([1])
 
 
-def test_claim_helpers():
-    assert robustness.falls_with_eps([30.0, 29.0, 27.0])
-    assert robustness.falls_with_eps([30.0, 30.03, 27.0])  # within tolerance
-    assert not robustness.falls_with_eps([30.0, 31.0, 27.0])
-    assert not robustness.falls_with_eps([30.0, 30.0])
-    clear = robustness.excess_over_control(torch.tensor([2.0, 2.1, 1.9]), torch.zeros(3))
-    assert clear["clear"] and abs(clear["excess"] - 2.0) < 1e-6
-    noisy = robustness.excess_over_control(torch.tensor([1.0, -1.0, 0.2]), torch.zeros(3))
-    assert not noisy["clear"]
-    tiny_effect = robustness.excess_over_control(torch.full((5,), 0.05), torch.zeros(5))
-    assert not tiny_effect["clear"]  # below the minimum effect size
-    two = robustness.excess_over_control(torch.tensor([2.0, 2.1]), torch.zeros(2))
-    assert not two["clear"]  # too few slices for a verdict
-    assert robustness.clear_word(two) == "too few slices"
-    assert robustness.clear_word(clear) == "clear" and robustness.clear_word(noisy) == "not clear"
-    assert robustness.claim_verdict([clear, clear]) == "reproduced"
-    assert robustness.claim_verdict([clear, noisy]) == "not reproduced"
-    assert robustness.claim_verdict([clear, two]).startswith("undecided")
-    assert robustness.claim_verdict([]).startswith("undecided")
+def test_transfer_eps():
+    from mripkg.profiles import PROFILES
+
+    q = PROFILES["quick"]
+    grid = robustness.transfer_eps(q, [0.005])
+    assert grid[0] == 0.0 and 0.005 in grid and q.attack.route_eps in grid
+    assert grid == sorted(grid) and set(q.attack.eps_grid) <= set(grid)
+
+
+def test_convergence():
     hist = torch.tensor([[0.0], [3.0], [2.0], [5.0]])
     assert robustness.convergence(hist, [0, 2, 3, 99]).flatten().tolist() == [0, 3, 5, 5]
 
@@ -263,7 +254,7 @@ def test_short_vs_full_sampler_rows(data, diff, mask, tmp_path):
         cache=AttackCache("t", root=tmp_path),
     )
     ctl = robustness.control_deltas(res, mask, one.slice_ids, seed=0)
-    full = robustness.whitebox_summary(
+    full = claims.whitebox_summary(
         robustness.evaluate_attack(
             robustness.Target("diffusion", diff, mask), one, res, source="diffusion", controls=ctl
         )
@@ -317,7 +308,7 @@ def test_eps_zero_changes_nothing(data, tiny, tmp_path):
     # the attack hurts its own model and moves it more than noise of the same norm
     assert (ev.change[1:] > 0).all()
     assert (ev.change[-1] > ev.change_rand[-1]).all()
-    s = robustness.whitebox_summary(ev)
+    s = claims.whitebox_summary(ev)
     assert s["0.00"]["amplification"] is None
     assert s["0.00"]["psnr_mean"] == s["0.00"]["random_psnr_mean"]
     assert s["0.04"]["amplification"] > 0
@@ -455,8 +446,8 @@ def test_json_and_csv_layout(data, tiny, tmp_path):
     tr = robustness.evaluate_attack(
         robustness.Target("zero_filled", zf, data.mask), data, res, source="tiny", controls=bud
     )
-    white = {"tiny": robustness.whitebox_summary(wb)}
-    transfer = {"tiny": {"zero_filled": robustness.transfer_summary(tr)}}
+    white = {"tiny": claims.whitebox_summary(wb)}
+    transfer = {"tiny": {"zero_filled": claims.transfer_summary(tr)}}
     assert set(white["tiny"]) == {"0.00", "0.01", "0.04"}
     for row in white["tiny"].values():
         assert WB_KEYS <= set(row)
@@ -475,7 +466,7 @@ def test_json_and_csv_layout(data, tiny, tmp_path):
     rows = robustness.per_slice_rows(wb) + robustness.per_slice_rows(tr)
     assert len(rows) == 2 * len(EPS) * len(data)
     assert all(list(r) == list(rows[0]) for r in rows)
-    seeds = robustness.seed_summary([tr, tr], 0.04)
+    seeds = claims.seed_summary([tr, tr], 0.04)
     assert seeds["psnr_drop_seed_sd"] == 0.0 and len(seeds["psnr_drop_per_seed"]) == 2
     sub = tr.subset([4])
     assert sub.slice_ids == [4] and torch.equal(sub.adv[:, 0], tr.adv[:, 2])
@@ -510,7 +501,7 @@ def test_figures_draw(data, tiny, tmp_path):
         robustness.Target("resunetpp", tiny, data.mask), data, res, source="x", controls=ctl
     )
     fig = figures.plot_white_box(
-        {"resunetpp": ev}, {"resunetpp": res}, {"resunetpp": robustness.whitebox_summary(ev)}, 1
+        {"resunetpp": ev}, {"resunetpp": res}, {"resunetpp": claims.whitebox_summary(ev)}, 1
     )
     plt.close(fig)
     fig = figures.plot_attack_convergence(
@@ -521,7 +512,7 @@ def test_figures_draw(data, tiny, tmp_path):
         data.images[0], ev.clean[0], {0.01: ev.adv[1, 0], 0.04: ev.adv[2, 0]}, {0.01: ev.rand[1, 0]}
     )
     plt.close(fig)
-    table = {"resunetpp": {"resunetpp": robustness.transfer_summary(ev)}}
+    table = {"resunetpp": {"resunetpp": claims.transfer_summary(ev)}}
     fig = figures.plot_transfer_curves(table, ["resunetpp"], ["resunetpp", "irim"], 0.04)
     plt.close(fig)
 
