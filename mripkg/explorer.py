@@ -680,7 +680,10 @@ class Panels:
             self.im[k] = self.ax[k].imshow(blank, cmap=cmap, vmin=0, vmax=1)
             no_ticks(self.ax[k])
         for k in ("artifact", "kspace", "image_delta"):
-            self.fig.colorbar(self.im[k], ax=self.ax[k], shrink=0.8, pad=0.02)
+            # inset colour bars: every image panel keeps the same size
+            cax = self.ax[k].inset_axes((1.03, 0.05, 0.05, 0.9))
+            self.fig.colorbar(self.im[k], cax=cax)
+            cax.tick_params(labelsize=6)
         self.ax["text"].axis("off")
         self.text = self.ax["text"].text(
             0.0, 1.0, "", va="top", ha="left", family="DejaVu Sans Mono", fontsize=8
@@ -957,6 +960,30 @@ class Explorer:
             f"{v.ssim:.3f}<br><small>{v.origin}; updated in "
             f"{1000 * self.last_update_s:.0f} ms</small>"
         )
+
+    def sweep(self, control: str = "eps") -> list[float]:
+        """Move one control (``"eps"``, ``"slice_id"``, ``"source"`` or ``"target"``) through
+        all its values, as a user would, and back; returns the seconds of each update that
+        drew panels (a latency measurement; entries that are not saved are skipped)."""
+        widgets = {
+            "eps": self.eps,
+            "slice_id": self.slice,
+            "source": self.source,
+            "target": self.target,
+        }
+        if control not in widgets:
+            raise ExplorerError(f"unknown control {control!r}; use {sorted(widgets)}")
+        c = widgets[control]
+        start = c.value
+        times = []
+        for _label, value in list(c.options):
+            if value == start:
+                continue
+            c.value = value
+            if self.view is not None:
+                times.append(self.last_update_s)
+        c.value = start
+        return times
 
     def run_missing(self, progress: bool | None = None) -> View:
         """Compute the missing entry of the current setting (progress bar in :attr:`log`)."""

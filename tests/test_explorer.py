@@ -179,6 +179,8 @@ def test_widget_changes_panels_and_numbers(runs, test_split, models):
     ex.target.value = "irim"  # the source list follows the target; the value is kept
     assert ex.source.value == explorer.RANDOM and ex.view.target == "irim"
     assert ("white-box on i-RIM", "irim") in ex.source.options
+    before = ex.settings()
+    assert len(ex.sweep("slice_id")) == 2 and ex.settings() == before  # and back
 
 
 def test_diffusion_views_come_from_the_cache(runs, test_split, models):
