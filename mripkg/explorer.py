@@ -344,7 +344,8 @@ class Study:
                     raise Missing(
                         "attack",
                         f"No saved perturbation crafted on {MODEL_LABELS[source]} for test slice "
-                        f"{slice_id} at eps {eps:g} (not in {self.cache.root} nor in the bundle).",
+                        f"{slice_id} at eps {eps:g} (not in {_short(self.cache.root)} nor in "
+                        "the bundle).",
                     )
                 delta = _expand_columns(arr, self.mask, y0.dtype)
                 out = (y0 + delta * m, delta, "bundle")
@@ -469,21 +470,21 @@ class Study:
             except Missing:
                 jobs.append(
                     (
-                        f"attack on {MODEL_LABELS[source]}",
+                        f"attack on {source}",
                         lambda: self._attack(source, one, eps, progress),
                     )
                 )
         if target == "diffusion":
             t = self._seeded[seed]
-            jobs.append(("clean diffusion reconstruction", lambda: t(one.y, one.slice_ids)))
+            jobs.append(("clean reconstruction", lambda: t(one.y, one.slice_ids)))
             if eps > 0:
                 jobs.append(
                     (
-                        "perturbed diffusion reconstruction",
+                        "perturbed reconstruction",
                         lambda: t(self.perturbation(source, slice_id, eps)[0], one.slice_ids),
                     )
                 )
-        bar = tqdm(jobs, desc="explorer: computing", disable=progress_disabled(progress))
+        bar = tqdm(jobs, desc="computing", disable=progress_disabled(progress))
         for label, job in bar:
             bar.set_postfix_str(label)
             job()
@@ -532,6 +533,14 @@ def _expand_columns(arr: np.ndarray, mask: Tensor, dtype: torch.dtype) -> Tensor
     out = torch.zeros(1, 1, re.shape[0], mask.shape[0], dtype=dtype)
     out[0, 0][:, cols] = torch.complex(re, im).to(dtype)
     return out
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (for messages)."""
+    try:
+        return str(Path(path).resolve().relative_to(paths.REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _source_label(source: str) -> str:
@@ -867,8 +876,9 @@ class Explorer:
         self.target.observe(self._target_changed, names="value")
         self.button.on_click(lambda _b: self.run_missing())
         controls = w.VBox([self.slice, self.target, self.source, self.eps, self.seed])
-        side = w.VBox([self.status, self.button, self.log], layout=w.Layout(width="540px"))
-        self.widget = w.VBox([w.HBox([controls, side]), self.image])
+        side = w.VBox([self.status, self.button], layout=w.Layout(width="540px"))
+        self.log.layout = w.Layout(width="990px")  # progress bars of a fresh computation
+        self.widget = w.VBox([w.HBox([controls, side]), self.log, self.image])
         self.update()
 
     def _source_options(self, target: str) -> list[tuple[str, str]]:
@@ -989,6 +999,7 @@ class Explorer:
         """Compute the missing entry of the current setting (progress bar in :attr:`log`)."""
         self.button.disabled = True
         try:
+            self.log.clear_output()
             with self.log:
                 v = self.study.compute(**self.settings(), progress=progress)
         finally:
