@@ -701,27 +701,27 @@ class Panels:
     def draw(self, v: View) -> None:
         """Put one view into the figure."""
         lab = MODEL_LABELS[v.target]
-        self.im["gt"].set_data(v.gt)
+        _set_image(self.im["gt"], v.gt)
         self.ax["gt"].set_title(f"ground truth\ntest slice {v.slice_id}")
-        self.im["clean"].set_data(v.clean)
+        _set_image(self.im["clean"], v.clean)
         self.ax["clean"].set_title(
             f"{lab}, clean f(y)\n{v.psnr_clean:.2f} dB / SSIM {v.ssim_clean:.3f}"
         )
-        self.im["perturbed"].set_data(v.perturbed)
+        _set_image(self.im["perturbed"], v.perturbed)
         self.ax["perturbed"].set_title(
             f"perturbed f(y + Mδ), ε = {v.eps:g}\n{v.psnr:.2f} dB / SSIM {v.ssim:.3f}"
         )
         a = float(np.abs(v.artifact).max()) or 1e-6
-        self.im["artifact"].set_data(v.artifact)
+        _set_image(self.im["artifact"], v.artifact)
         self.im["artifact"].set_clim(-a, a)
         self.ax["artifact"].set_title("artifact f(y + Mδ) − f(y)")
         k = np.log10(v.kspace + 1e-12)
         top = float(k.max()) if v.kspace.max() > 0 else 0.0
-        self.im["kspace"].set_data(np.where(v.kspace > 0, k, np.nan))
+        _set_image(self.im["kspace"], np.where(v.kspace > 0, k, np.nan))
         self.im["kspace"].set_clim(top - 3, top)
         self.ax["kspace"].set_title("|Mδ| in k-space (log10)")
         d = float(np.abs(v.image_delta).max()) or 1e-6
-        self.im["image_delta"].set_data(v.image_delta)
+        _set_image(self.im["image_delta"], v.image_delta)
         self.im["image_delta"].set_clim(-d, d)
         self.ax["image_delta"].set_title("Re F⁻¹ Mδ (image domain)")
         src = "white-box" if v.source == v.target else _source_label(v.source)
@@ -776,6 +776,16 @@ class Panels:
         if self.fig.get_layout_engine() is not None:
             self.fig.set_layout_engine("none")
         return out
+
+
+def _set_image(im: Any, a: np.ndarray) -> None:
+    """Replace an ``AxesImage``'s data and fit its extent and its axes to the new shape (pixel
+    coordinates, so overlays such as contours line up)."""
+    h, w = a.shape
+    im.set_data(a)
+    im.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
+    im.axes.set_xlim(-0.5, w - 0.5)
+    im.axes.set_ylim(h - 0.5, -0.5)
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -1038,7 +1048,8 @@ class SliceScroller:
                 idx = [i for i, s in enumerate(split.subjects) if s == subj]
                 idx.sort(key=lambda i: split.slice_index[i])
                 self.volumes[f"{name}: {subj}"] = (name, idx)
-        first = next(iter(self.volumes))
+        # start on the real test brain when there is one
+        first = next((k for k in self.volumes if k.startswith("test:")), next(iter(self.volumes)))
         self.volume = w.Dropdown(options=list(self.volumes), value=first, description="volume")
         self.slice = w.IntSlider(
             min=0,
@@ -1095,20 +1106,20 @@ class SliceScroller:
 
     def update(self) -> None:
         c = self.current()
-        self.ims[0].set_data(c["image"])
+        _set_image(self.ims[0], c["image"])
         if self._contour is not None:
             self._contour.remove()
         self._contour = self.axs[0].contour(
             c["head"], levels=[0.5], colors="tab:orange", linewidths=0.6
         )
         self.axs[0].set_title(f"{self.volume.value}\naxial z = {c['z']}, head mask outlined")
-        self.ims[1].set_data(c["kspace"])
+        _set_image(self.ims[1], c["kspace"])
         self.ims[1].set_clim(-4, float(c["kspace"].max()))
         n = int(self.mask.sum())
         self.axs[1].set_title(
             f"undersampled k-space, log10 |M F x|\n{n} of {self.mask.numel()} columns"
         )
-        self.ims[2].set_data(c["zero_filled"])
+        _set_image(self.ims[2], c["zero_filled"])
         self.axs[2].set_title(f"zero-filled |F⁻¹ y|\n{c['psnr']:.2f} dB / SSIM {c['ssim']:.3f}")
         self.image.value = _png(self.fig)
 

@@ -167,6 +167,7 @@ def test_widget_changes_panels_and_numbers(runs, test_split, models):
     cols = equispaced_mask(N).numpy()
     assert v1.kspace[:, cols].any() and not v1.kspace[:, ~cols].any()  # sampled columns only
     assert ex.image.value != png0
+    assert ex.panels.ax["gt"].get_xlim() == (-0.5, N - 0.5)
     assert v1.curve["eps"] == [0.0, 0.02, 0.04, 0.08] and v1.curve["n_slices"] == 3
     ex.source.value = "irim"  # transferred from i-RIM: another perturbation, another artifact
     v2 = ex.view
@@ -285,5 +286,7 @@ def test_slice_scroller_follows_its_controls(test_split):
     c1 = sc.current()
     assert c1["z"] == 10 and not np.array_equal(c0["image"], c1["image"])
     assert np.isfinite(c1["psnr"]) and 0 < c1["ssim"] <= 1 and sc.image.value != png0
+    for ax in sc.axs:  # images drawn in pixel coordinates, so the head contour lines up
+        assert ax.get_xlim() == (-0.5, N - 0.5) and ax.get_ylim() == (N - 0.5, -0.5)
     sc.volume.value = "val: v1"
     assert np.array_equal(sc.current()["image"], val.images[0, 0].numpy())
