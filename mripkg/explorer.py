@@ -286,6 +286,13 @@ class Study:
                 f"{b.path} is for profile {m.get('profile')!r}, slices {m.get('slice_ids')}; "
                 f"this study is {self.profile.name!r}, slices {self.slice_ids}"
             )
+        mine = {k: v.digest() for k, v in self.settings.items()}
+        stale = sorted(k for k, v in m.get("settings", {}).items() if mine.get(k) != v)
+        if stale:
+            raise ValueError(
+                f"{b.path} was made with other weights or attack settings for {stale}; "
+                "re-export it (explorer.export_bundle) from this checkout's runs/ caches"
+            )
 
     def check(self, slice_id: int, target: str, source: str, eps: float, seed: int) -> float:
         """Validate one setting; returns eps as it is in the grid (``ExplorerError`` naming

@@ -248,6 +248,9 @@ def test_bundle_round_trip(runs, test_split, models, tmp_path):
         assert abs(vr.psnr - vb.psnr) < 0.05
     with pytest.raises(explorer.Missing, match="No saved perturbation"):
         only.view(1, "irim", "zero_filled", 0.08, 0)
+    retrained = {**METAS, "irim": {"sha256": "d" * 64}}
+    with pytest.raises(ValueError, match=r"other weights or attack settings for \['irim'\]"):
+        explorer.Study(PROFILE, test_split, models, retrained, root=empty, bundle=path)
     other = dataclasses.replace(PROFILE, name="quick")
     with pytest.raises(ValueError, match="is for profile 'smoke'"):
         explorer.Study(other, test_split, models, METAS, root=empty, bundle=path)
