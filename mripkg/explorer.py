@@ -235,6 +235,7 @@ class Study:
         ]
         self.z = [int(test.slice_index[i]) for i in self.slice_ids]
         self.models = models
+        self.metas = metas
         self.root = Path(root) if root is not None else paths.RUNS_DIR / profile.name
         self.cache = AttackCache(profile.name, self.root / "attacks")
         self.recon_cache = robustness.ReconCache(self.root / "recons")
