@@ -262,8 +262,11 @@ class Study:
             self.bundle = Bundle(bundle)
             self._check_bundle(self.bundle)
         dirs = [self.root] if curve_dirs is None else [Path(d) for d in curve_dirs]
-        files = [d / f for f in CURVE_FILES for d in dirs if (d / f).is_file()]
-        files = [f for name in CURVE_FILES for f in files if f.name == name][:2]
+        # each CSV from the first folder that has it (runs/ before results/)
+        found = (
+            next((d / name for d in dirs if (d / name).is_file()), None) for name in CURVE_FILES
+        )
+        files = [f for f in found if f is not None]
         self.curves = _read_curves(files)
         if not self.curves and self.bundle is not None:
             self.curves = self.bundle.curves
