@@ -234,6 +234,8 @@ def test_bundle_round_trip(runs, test_split, models, tmp_path):
     empty = tmp_path / "no_runs"
     only = _study(runs, test_split, models, root=empty, bundle=path, curve_dirs=[empty])
     assert only.curves == study.curves
+    fallback = _study(runs, test_split, models, root=empty, curve_dirs=[empty, runs["root"]])
+    assert fallback.curve_files == [runs["root"] / "metrics_transfer_per_slice.csv"]
     for args in (
         (1, "irim", "resunetpp", 0.08, 0),
         (runs["d_ids"][1], "diffusion", "resunetpp", 0.04, 0),
