@@ -694,11 +694,12 @@ class Panels:
             ("clean", "gray"),
             ("perturbed", "gray"),
             ("artifact", "RdBu_r"),
-            ("kspace", "viridis"),
+            ("kspace", "magma"),
             ("image_delta", "RdBu_r"),
         ):
             self.im[k] = self.ax[k].imshow(blank, cmap=cmap, vmin=0, vmax=1)
             no_ticks(self.ax[k])
+        self.im["kspace"].cmap.set_bad("0.85")  # unsampled columns: grey, not measured
         for k in ("artifact", "kspace", "image_delta"):
             # inset colour bars: every image panel keeps the same size
             cax = self.ax[k].inset_axes((1.03, 0.05, 0.05, 0.9))
@@ -729,8 +730,8 @@ class Panels:
         k = np.log10(v.kspace + 1e-12)
         top = float(k.max()) if v.kspace.max() > 0 else 0.0
         _set_image(self.im["kspace"], np.where(v.kspace > 0, k, np.nan))
-        self.im["kspace"].set_clim(top - 3, top)
-        self.ax["kspace"].set_title("|Mδ| in k-space (log10)")
+        self.im["kspace"].set_clim(top - 4, top)
+        self.ax["kspace"].set_title("|Mδ| in k-space, log10\n(grey: columns not sampled)")
         d = float(np.abs(v.image_delta).max()) or 1e-6
         _set_image(self.im["image_delta"], v.image_delta)
         self.im["image_delta"].set_clim(-d, d)
