@@ -665,8 +665,16 @@ def _figure(figsize: tuple[float, float]):
 
 
 def _png(fig) -> bytes:
+    """PNG bytes of a figure, drawn on its own Agg canvas and encoded with light compression
+    (half the time of ``savefig``: no second draw, fast zlib level)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba())
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi)
+    rgba.convert("RGB").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -777,7 +785,7 @@ class Panels:
         ax.set_xlabel("ε (relative L2 norm)")
         ax.set_ylabel("PSNR dB")
         ax.set_title(f"PSNR vs ε: {lab}, {src}")
-        ax.legend(loc="lower left", fontsize=6.5)
+        ax.legend(loc="best", fontsize=6.5)
         if not c.get("eps"):
             ax.text(0.5, 0.5, "no saved curve", transform=ax.transAxes, ha="center", color="0.4")
 
