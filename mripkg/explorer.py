@@ -707,7 +707,8 @@ class Panels:
         ):
             self.im[k] = self.ax[k].imshow(blank, cmap=cmap, vmin=0, vmax=1)
             no_ticks(self.ax[k])
-        self.im["kspace"].cmap.set_bad("0.85")  # unsampled columns: grey, not measured
+        # unsampled columns (NaN): grey, not measured
+        self.im["kspace"].set_cmap(self.im["kspace"].cmap.with_extremes(bad="0.85"))
         for k in ("artifact", "kspace", "image_delta"):
             # inset colour bars: every image panel keeps the same size
             cax = self.ax[k].inset_axes((1.03, 0.05, 0.05, 0.9))
