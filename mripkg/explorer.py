@@ -37,6 +37,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,10 @@ CURVE_FILES = ("metrics_white_box_per_slice.csv", "metrics_transfer_per_slice.cs
 
 class ExplorerError(ValueError):
     """A bad explorer setting (profile, slice, target, source, eps or seed)."""
+
+
+class BundleMismatch(ValueError):
+    """A bundle made for another profile, other slices or other weights."""
 
 
 class Missing(LookupError):
@@ -286,14 +291,14 @@ class Study:
     def _check_bundle(self, b: Bundle) -> None:
         m = b.meta
         if m.get("profile") != self.profile.name or m.get("slice_ids") != self.slice_ids:
-            raise ValueError(
+            raise BundleMismatch(
                 f"{b.path} is for profile {m.get('profile')!r}, slices {m.get('slice_ids')}; "
                 f"this study is {self.profile.name!r}, slices {self.slice_ids}"
             )
         mine = {k: v.digest() for k, v in self.settings.items()}
         stale = sorted(k for k, v in m.get("settings", {}).items() if mine.get(k) != v)
         if stale:
-            raise ValueError(
+            raise BundleMismatch(
                 f"{b.path} was made with other weights or attack settings for {stale}; "
                 "re-export it (explorer.export_bundle) from this checkout's runs/ caches"
             )
@@ -579,7 +584,11 @@ def load_study(
     if bundle is None:
         bundle = paths.results_dir(prof.name) / "explorer.npz"
     curve_dirs = [Path(root) if root else paths.RUNS_DIR / prof.name, paths.results_dir(prof.name)]
-    return Study(prof, test, models, metas, root=root, bundle=bundle, curve_dirs=curve_dirs)
+    try:
+        return Study(prof, test, models, metas, root=root, bundle=bundle, curve_dirs=curve_dirs)
+    except BundleMismatch as exc:  # a stale bundle must not hide complete runs/ caches
+        warnings.warn(f"{exc}; the bundle is ignored", stacklevel=2)
+        return Study(prof, test, models, metas, root=root, bundle=None, curve_dirs=curve_dirs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1156,6 +1165,7 @@ def slice_scroller(dataset: Any, mask: Tensor) -> SliceScroller:
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "BundleMismatch",
     "RANDOM",
     "SOURCES",
     "TARGETS",
