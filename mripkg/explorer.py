@@ -797,7 +797,16 @@ class Panels:
         ax.set_title(f"PSNR vs ε: {lab}, {src}")
         ax.legend(loc="best", fontsize=6.5)
         if not c.get("eps"):
-            ax.text(0.5, 0.5, "no saved curve", transform=ax.transAxes, ha="center", color="0.4")
+            ax.text(
+                0.5,
+                0.92,
+                "no saved curve (notebooks 03/04 did not run this pair)",
+                transform=ax.transAxes,
+                ha="center",
+                color="0.4",
+                fontsize=7,
+            )
+        ax.set_xlim(-0.004, max(0.08, v.eps, *c.get("eps", [0.0])) + 0.004)
 
     def png(self) -> bytes:
         """The figure as PNG bytes.  The layout is solved on the first call and then kept
