@@ -1004,7 +1004,7 @@ class Explorer:
                 "Press the button to compute it now (stored in the runs/ caches)."
             )
             self.button.layout.display = None
-            self.image.layout.visibility = "hidden"
+            self.image.layout.display = "none"  # no blank space
             self.last_update_s = time.perf_counter() - t0
             return
         self.view = v
@@ -1012,7 +1012,7 @@ class Explorer:
         self.button.layout.display = "none"
         self.panels.draw(v)
         self.image.value = self.panels.png()
-        self.image.layout.visibility = "visible"
+        self.image.layout.display = None
         self.last_update_s = time.perf_counter() - t0
         self.status.value = (
             f"PSNR {v.psnr_clean:.2f} → {v.psnr:.2f} dB, SSIM {v.ssim_clean:.3f} → "

@@ -207,7 +207,7 @@ def test_missing_entries_say_so_and_the_button_computes_them(runs, test_split, m
     sid = runs["d_ids"][0]
     ex = explorer.Explorer(study, slice_id=sid, target="diffusion", source="irim", eps=0.08)
     assert ex.view is None and "No saved diffusion reconstruction" in ex.message
-    assert ex.button.layout.display != "none" and ex.image.layout.visibility == "hidden"
+    assert ex.button.layout.display != "none" and ex.image.layout.display == "none"
     n_before = len(list((root / "recons").rglob("*.safetensors")))
     v = ex.run_missing(progress=False)
     assert ex.view is v and ex.message == "" and np.isfinite(v.psnr)
