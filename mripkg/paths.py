@@ -14,6 +14,7 @@ FIGURES_DIR: Path = REPO_ROOT / "figures"
 BUILD_DIR: Path = REPO_ROOT / "build"
 RUNS_DIR: Path = REPO_ROOT / "runs"
 WEIGHTS_DIR: Path = REPO_ROOT / "weights"
+RESULTS_DIR: Path = REPO_ROOT / "results"
 
 
 def run_dir(profile: str) -> Path:
@@ -48,3 +49,8 @@ def checkpoint_dir(profile: str) -> Path:
 def shipped_weights_dir(profile: str) -> Path:
     """Weights committed to the repository: ``weights/<profile>/``."""
     return WEIGHTS_DIR / profile
+
+
+def results_dir(profile: str) -> Path:
+    """Committed results of a profile: ``results/<profile>/`` (not created here)."""
+    return RESULTS_DIR / profile

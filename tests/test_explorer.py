@@ -1,0 +1,297 @@
+"""Tests of mripkg.explorer: the study loader over the attack / reconstruction caches, the
+widget driven by setting its controls, the bundle, missing entries and bad settings; built on
+a temporary runs folder filled by the pipeline's own functions with tiny models (32 px)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from tiny_models import TinyNet
+from torch import nn
+
+from mripkg import explorer, reconstruction, robustness
+from mripkg.data import MRIDataset, Split
+from mripkg.models import ZeroFilled
+from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
+from mripkg.physics import equispaced_mask
+from mripkg.profiles import SMOKE, AttackConfig, DataConfig, DDPMConfig
+
+matplotlib.use("Agg")
+
+N = 32
+PROFILE = dataclasses.replace(
+    SMOKE,
+    data=dataclasses.replace(SMOKE.data, image_size=N, n_test_slices=3),
+    attack=AttackConfig(
+        steps=3,
+        n_slices=3,
+        eps_grid=(0.0, 0.02, 0.08),
+        diffusion_steps=2,
+        diffusion_whitebox_slices=1,
+        diffusion_whitebox_eps=(0.04,),
+        diffusion_eps=(0.04,),
+        diffusion_slices=2,
+        diffusion_seeds=2,
+        route_eps=0.04,
+    ),
+)
+assert isinstance(PROFILE.data, DataConfig)
+METAS = {
+    "zero_filled": {},
+    "resunetpp": {"sha256": "a" * 64},
+    "irim": {"sha256": "b" * 64},
+    "diffusion": {"sha256": "c" * 64},
+}
+
+
+def _phantoms(n_img: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    yy, xx = torch.meshgrid(torch.arange(N), torch.arange(N), indexing="ij")
+    out = torch.zeros(n_img, 1, N, N)
+    for i in range(n_img):
+        for _ in range(4):
+            cy, cx = (torch.rand(2, generator=g) * 0.5 + 0.25) * N
+            ry, rx = (torch.rand(2, generator=g) * N / 5 + 3).tolist()
+            inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+            out[i, 0][inside] = float(torch.rand(1, generator=g)) * 0.6 + 0.4
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def test_split() -> Split:
+    images = _phantoms(3)
+    masks = images > 0
+    return Split("test", images, masks, ["phantom"] * 3, [10, 20, 30])
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, nn.Module]:
+    cfg = DDPMConfig(
+        base_channels=8,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        train_steps=1,
+        batch_size=1,
+        crop_size=N,
+        sampler_steps=2,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        sup = {"resunetpp": TinyNet().eval(), "irim": TinyNet().eval()}
+        net = EpsUNet(cfg)
+        nn.init.normal_(net.conv_out.weight, std=0.05)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    diff = DiffusionReconstructor(net, steps=2, seed=PROFILE.seed).eval()
+    return {"zero_filled": ZeroFilled(), **sup, "diffusion": diff}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, test_split, models):
+    """A runs folder as notebooks 03/04 leave it: attacks on ResUNet++ and i-RIM (not on
+    zero-filled), diffusion reconstructions at eps 0.04 only (clean, ResUNet++ transfer,
+    control), and the per-slice transfer CSV."""
+    root = tmp_path_factory.mktemp("runs") / "smoke"
+    a = PROFILE.attack
+    mask = equispaced_mask(N)
+    data = robustness.slice_set(test_split, mask, a.n_slices)
+    cache = explorer.AttackCache(PROFILE.name, root / "attacks")
+    eps = [0.0, 0.02, 0.04, 0.08]
+    attacks = {
+        m: robustness.run_whitebox(
+            models[m],
+            m,
+            data,
+            eps,
+            robustness.attack_settings(PROFILE, METAS[m]),
+            profile=PROFILE.name,
+            cache=cache,
+            progress=False,
+        )
+        for m in ("resunetpp", "irim")
+    }
+    ctl = robustness.budget_controls(data.kspace, mask, data.slice_ids, eps, seed=PROFILE.seed)
+    rows = []
+    for s, res in attacks.items():
+        for t in ("resunetpp", "irim"):
+            target = robustness.Target(t, models[t], mask)
+            ev = robustness.evaluate_attack(target, data, res, source=s, controls=ctl)
+            rows += robustness.per_slice_rows(ev)
+    d_ids = [data.slice_ids[i] for i in robustness.spread_ids(len(data), a.diffusion_slices)]
+    ddata = data.take(d_ids)
+    dt = robustness.Target(
+        "diffusion",
+        models["diffusion"],
+        mask,
+        weights_id=robustness.model_id(METAS["diffusion"]),
+        cache=robustness.ReconCache(root / "recons"),
+    )
+    sub = robustness.subset_result(attacks["resunetpp"], data, d_ids, [0.0, 0.04])
+    dctl = robustness.budget_controls(ddata.kspace, mask, d_ids, [0.0, 0.04], seed=PROFILE.seed)
+    ev = robustness.evaluate_attack(dt, ddata, sub, source="resunetpp", controls=dctl)
+    rows += robustness.per_slice_rows(ev)
+    reconstruction.write_csv(root / "metrics_transfer_per_slice.csv", rows)
+    return {"root": root, "d_ids": d_ids, "diffusion_eval": ev}
+
+
+def _study(runs, test_split, models, **kw) -> explorer.Study:
+    kw.setdefault("root", runs["root"])
+    return explorer.Study(PROFILE, test_split, models, METAS, **kw)
+
+
+def test_widget_changes_panels_and_numbers(runs, test_split, models):
+    study = _study(runs, test_split, models)
+    assert study.eps == [0.0, 0.02, 0.04, 0.08]
+    ex = explorer.Explorer(study, slice_id=2, target="resunetpp", source="resunetpp", eps=0.0)
+    v0 = ex.view
+    assert v0 is not None and v0.psnr == v0.psnr_clean and not v0.artifact.any()
+    assert v0.rel_norm == 0 and not v0.kspace.any()
+    png0 = ex.image.value
+    ex.eps.value = 0.08  # as a user moving the slider
+    v1 = ex.view
+    assert v1 is not None and v1.eps == 0.08
+    assert v1.psnr < v0.psnr  # the white-box attack damages the reconstruction
+    assert abs(v1.rel_norm - 0.08) < 1e-3 and v1.artifact.std() > 0
+    cols = equispaced_mask(N).numpy()
+    assert v1.kspace[:, cols].any() and not v1.kspace[:, ~cols].any()  # sampled columns only
+    assert ex.image.value != png0
+    assert ex.panels.ax["gt"].get_xlim() == (-0.5, N - 0.5)
+    assert v1.curve["eps"] == [0.0, 0.02, 0.04, 0.08] and v1.curve["n_slices"] == 3
+    ex.source.value = "irim"  # transferred from i-RIM: another perturbation, another artifact
+    v2 = ex.view
+    assert v2 is not None and not np.allclose(v2.artifact, v1.artifact)
+    assert not np.allclose(v2.kspace, v1.kspace)
+    ex.source.value = explorer.RANDOM
+    v3 = ex.view
+    assert v3 is not None and abs(v3.rel_norm - 0.08) < 1e-3
+    assert v3.psnr_clean - v3.psnr < v1.psnr_clean - v1.psnr  # the control hurts less
+    ex.target.value = "irim"  # the source list follows the target; the value is kept
+    assert ex.source.value == explorer.RANDOM and ex.view.target == "irim"
+    assert ("white-box on i-RIM", "irim") in ex.source.options
+    before = ex.settings()
+    assert len(ex.sweep("slice_id")) == 2 and ex.settings() == before  # and back
+
+
+def test_diffusion_views_come_from_the_cache(runs, test_split, models):
+    study = _study(runs, test_split, models)
+    ev = runs["diffusion_eval"]
+    sid = runs["d_ids"][1]
+    b = ev.slice_ids.index(sid)
+    v = study.view(sid, "diffusion", "resunetpp", 0.04, PROFILE.seed)
+    assert np.array_equal(v.clean, ev.clean[b, 0].numpy())
+    assert np.array_equal(v.perturbed, ev.adv[1, b, 0].numpy())
+    vr = study.view(sid, "diffusion", explorer.RANDOM, 0.04, PROFILE.seed)
+    assert np.array_equal(vr.perturbed, ev.rand[1, b, 0].numpy())
+    assert all(t.computed == 0 for t in study._seeded.values())  # nothing was sampled
+    assert "runs/smoke/recons" in v.origin
+
+
+def test_missing_entries_say_so_and_the_button_computes_them(runs, test_split, models, tmp_path):
+    import shutil
+
+    root = tmp_path / "smoke"
+    shutil.copytree(runs["root"], root)
+    study = _study(runs, test_split, models, root=root)
+    sid = runs["d_ids"][0]
+    ex = explorer.Explorer(study, slice_id=sid, target="diffusion", source="irim", eps=0.08)
+    assert ex.view is None and "No saved diffusion reconstruction" in ex.message
+    assert ex.button.layout.display != "none" and ex.image.layout.display == "none"
+    n_before = len(list((root / "recons").rglob("*.safetensors")))
+    v = ex.run_missing(progress=False)
+    assert ex.view is v and ex.message == "" and np.isfinite(v.psnr)
+    assert len(list((root / "recons").rglob("*.safetensors"))) == n_before + 1  # clean cached
+    again = _study(runs, test_split, models, root=root)
+    assert np.array_equal(again.view(sid, "diffusion", "irim", 0.08, 0).perturbed, v.perturbed)
+    assert again._seeded[0].computed == 0  # stored in the same cache
+    ex.set(target="zero_filled", source="zero_filled", eps=0.02)
+    assert ex.view is None and "No saved perturbation crafted on zero-filled" in ex.message
+    ex.run_missing(progress=False)
+    assert ex.view is not None and abs(ex.view.rel_norm - 0.02) < 1e-3
+    assert list((root / "attacks" / "zero_filled").rglob("*.safetensors"))
+
+
+def test_bundle_round_trip(runs, test_split, models, tmp_path):
+    study = _study(runs, test_split, models)
+    path = explorer.export_bundle(study, tmp_path / "explorer.npz")
+    b = explorer.Bundle(path)
+    assert b.meta["profile"] == PROFILE.name and b.meta["slice_ids"] == study.slice_ids
+    assert b.curves == study.curves
+    key = explorer.Bundle.delta_key("irim", 1, 0.08)
+    assert b.get(key).dtype == np.float16 and b.get(key).shape == (N, int(study.mask.sum()))
+    # without the runs/ caches, everything comes from the bundle, equal to float16 precision
+    empty = tmp_path / "no_runs"
+    only = _study(runs, test_split, models, root=empty, bundle=path, curve_dirs=[empty])
+    assert only.curves == study.curves
+    fallback = _study(runs, test_split, models, root=empty, curve_dirs=[empty, runs["root"]])
+    assert fallback.curve_files == [runs["root"] / "metrics_transfer_per_slice.csv"]
+    for args in (
+        (1, "irim", "resunetpp", 0.08, 0),
+        (runs["d_ids"][1], "diffusion", "resunetpp", 0.04, 0),
+        (runs["d_ids"][0], "diffusion", explorer.RANDOM, 0.04, 0),
+    ):
+        vr, vb = study.view(*args), only.view(*args)
+        assert "bundle" in vb.origin or args[2] == explorer.RANDOM
+        for name in ("clean", "perturbed", "kspace", "image_delta"):
+            a, c = getattr(vr, name), getattr(vb, name)
+            tol = 2e-3 * max(float(np.abs(a).max()), 1e-6)
+            assert np.abs(a - c).max() <= tol, (args, name)
+        assert abs(vr.psnr - vb.psnr) < 0.05
+    with pytest.raises(explorer.Missing, match="No saved perturbation"):
+        only.view(1, "irim", "zero_filled", 0.08, 0)
+    retrained = {**METAS, "irim": {"sha256": "d" * 64}}
+    with pytest.raises(ValueError, match=r"other weights or attack settings for \['irim'\]"):
+        explorer.Study(PROFILE, test_split, models, retrained, root=empty, bundle=path)
+    other = dataclasses.replace(PROFILE, name="quick")
+    with pytest.raises(ValueError, match="is for profile 'smoke'"):
+        explorer.Study(other, test_split, models, METAS, root=empty, bundle=path)
+
+
+def test_bad_settings_raise_clear_errors(runs, test_split, models, monkeypatch):
+    study = _study(runs, test_split, models)
+    with pytest.raises(explorer.ExplorerError, match="eps 0.5 is not in this study's grid"):
+        study.view(1, "irim", "irim", 0.5, 0)
+    with pytest.raises(explorer.ExplorerError, match="unknown target 'unet'"):
+        study.view(1, "unet", "irim", 0.08, 0)
+    with pytest.raises(explorer.ExplorerError, match="unknown source"):
+        study.view(1, "irim", "gan", 0.08, 0)
+    with pytest.raises(explorer.ExplorerError, match="test slice 7 not attacked"):
+        study.view(7, "irim", "irim", 0.08, 0)
+    with pytest.raises(explorer.ExplorerError, match="sampler seed 9"):
+        study.view(1, "diffusion", "irim", 0.04, 9)
+    ex = explorer.Explorer(study, target="irim", source="irim", eps=0.02)
+    with pytest.raises(explorer.ExplorerError, match="eps"):
+        ex.set(eps=-0.1)
+    with pytest.raises(explorer.ExplorerError, match="unknown controls"):
+        ex.set(epsilon=0.02)
+    monkeypatch.delenv("MRIPKG_PROFILE", raising=False)
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        explorer.load_study("fast")
+
+
+def test_slice_scroller_follows_its_controls(test_split):
+    val = Split("val", test_split.images.flip(-1), test_split.masks, ["v1"] * 3, [1, 2, 3])
+    ds = MRIDataset(N, {"test": test_split, "val": val}, "phantoms")
+    sc = explorer.SliceScroller(ds, equispaced_mask(N))
+    assert list(sc.volumes) == ["test: phantom", "val: v1"]
+    c0 = sc.current()
+    png0 = sc.image.value
+    sc.slice.value = 0
+    c1 = sc.current()
+    assert c1["z"] == 10 and not np.array_equal(c0["image"], c1["image"])
+    assert np.isfinite(c1["psnr"]) and 0 < c1["ssim"] <= 1 and sc.image.value != png0
+    for ax in sc.axs:  # images drawn in pixel coordinates, so the head contour lines up
+        assert ax.get_xlim() == (-0.5, N - 0.5) and ax.get_ylim() == (N - 0.5, -0.5)
+    sc.volume.value = "val: v1"
+    assert np.array_equal(sc.current()["image"], val.images[0, 0].numpy())
