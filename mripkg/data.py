@@ -27,7 +27,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .profiles import DataConfig, Profile
+from .profiles import DataConfig, Profile, get_profile
 
 EMBEDDED_VOLUMES: dict[str, str] = {
     "mni152": "mni_icbm152_t1_2009a.nii.gz",
@@ -359,14 +359,21 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int) -> MRIDataset:
     return MRIDataset(cfg.image_size, splits, str(data_dir), info)
 
 
-def load_dataset(profile: Profile, data_dir: str | os.PathLike | None = None) -> MRIDataset:
+def load_dataset(
+    profile: Profile | str, data_dir: str | os.PathLike | None = None
+) -> MRIDataset:
     """The profile's data set: the embedded default, or a folder of the user's NIfTI volumes
     (one subject per file, split 80/10/10 by subject with the profile's seed; the test split is
     one random slice per held-out volume, as in the paper, and ``test_id`` equals ``test``).
 
-    Deterministic: the same profile gives the same slices, bit for bit.
+    ``profile``: a :class:`Profile` or a profile name (``"quick"``; ``""`` as for
+    :func:`mripkg.profiles.get_profile`).  ``data_dir`` of ``None`` or ``""`` (a notebook's
+    default) means the embedded brains.  Deterministic: the same profile gives the same slices,
+    bit for bit.
     """
-    if data_dir is None:
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    if data_dir is None or str(data_dir) == "":
         return _embedded_dataset(profile.data)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
