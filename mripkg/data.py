@@ -359,9 +359,7 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int) -> MRIDataset:
     return MRIDataset(cfg.image_size, splits, str(data_dir), info)
 
 
-def load_dataset(
-    profile: Profile | str, data_dir: str | os.PathLike | None = None
-) -> MRIDataset:
+def load_dataset(profile: Profile | str, data_dir: str | os.PathLike | None = None) -> MRIDataset:
     """The profile's data set: the embedded default, or a folder of the user's NIfTI volumes
     (one subject per file, split 80/10/10 by subject with the profile's seed; the test split is
     one random slice per held-out volume, as in the paper, and ``test_id`` equals ``test``).

@@ -45,7 +45,7 @@ from .data import MRIDataset, Split, load_dataset
 from .models.ddpm import DiffusionReconstructor, EpsUNet, NoiseSchedule, ddpm_loss
 from .paths import checkpoint_dir, shipped_weights_dir
 from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile, cli_profile, get_profile, progress_disabled, setup_torch
+from .profiles import Profile, cli_profile, progress_disabled, setup_torch
 
 MODEL_NAMES = ("resunetpp", "irim", "ddpm")
 
