@@ -179,12 +179,12 @@ def test_committed_readme_matches_committed_results(capsys):
 
 def test_readme_check_fails_on_a_hand_edited_number(tmp_path, capsys):
     text = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("<!-- results:white_box -->")
-    end = text.index("<!-- /results:white_box -->")
+    start = text.index("<!-- results:clean -->")
+    end = text.index("<!-- /results:clean -->")
     block = text[start:end]
     row = next(ln for ln in block.splitlines() if ln.startswith("| ResUNet++"))
     cells = row.split(" | ")
-    cells[1] = f"{float(cells[1]) + 0.01:.2f}"
+    cells[3] = f"{float(cells[3]) + 0.001:.3f}"  # SSIM
     edited = text[:start] + block.replace(row, " | ".join(cells)) + text[end:]
     path = tmp_path / "README.md"
     path.write_text(edited, encoding="utf-8")
@@ -221,3 +221,52 @@ def test_results_quick_is_small_json_and_csv():
     for f in files:
         if f.suffix == ".json":
             assert json.loads(f.read_text())  # valid, non-empty
+
+
+def test_tables_of_attack_results_from_synthetic_files(tmp_path):
+    """The white-box, transfer and artifact tables put each number in its cell."""
+
+    def wb(clean, top, rnd, amp, n=16):
+        return {
+            "0.00": {"psnr_mean": clean, "n_slices": n},
+            "0.04": {"psnr_mean": (clean + top) / 2},
+            "0.08": {"psnr_mean": top, "random_psnr_mean": rnd, "amplification": amp},
+        }
+
+    white = {m: wb(20.0 + i, 18.0 + i, 19.5 + i, 1.5 + i) for i, m in enumerate(readme.LABELS)}
+    del white["diffusion_image_route"]
+    white["diffusion"] = {k: v for k, v in wb(24.0, 22.0, 23.0, 1.2, n=4).items()}
+    (tmp_path / "metrics_white_box.json").write_text(json.dumps(white))
+    rows = readme.white_box_table(tmp_path).splitlines()
+    assert rows[0] == (
+        "| model | eps 0 | eps 0.04 | eps 0.08 | random control, eps 0.08 | amplification |"
+    )
+    assert rows[3] == "| ResUNet++ | 21.00 | 20.00 | 19.00 | 20.50 | 2.50 |"
+    assert rows[5].startswith("| diffusion, 4 slices (opt-in") and rows[5].endswith("| 1.20 |")
+
+    cell = {"0.04": {"psnr_drop": 0.5, "random_psnr_drop": -0.001, "n_slices": 8}}
+    transfer = {s: {t: cell for t in readme.LABELS} for s in ("resunetpp", "irim")}
+    (tmp_path / "metrics_transfer.json").write_text(json.dumps(transfer))
+    lines = readme.transfer_table(tmp_path).splitlines()
+    assert lines[0] == "PSNR drop in dB at eps = 0.04"
+    assert (
+        lines[4]
+        == "| ResUNet++ | 0.50 (0.00) | 0.50 (0.00) white-box | "
+        + " | ".join(["0.50 (0.00)"] * 3)
+        + " |"
+    )
+
+    stats = {"excess_kurtosis": 4.0, "neighbour_corr": 0.7, "edge_corr": 0.2}
+    art = {
+        key: {"0.04": stats, "0.08": {**stats, "detection_auc": 0.9}}
+        for key, _ in readme.ARTIFACT_ROWS[:5]
+    }
+    art["diffusion, other seed"] = {"0.00": {"spectral_flatness": 0.1}}
+    art["white Gaussian noise"] = {"0.00": {"spectral_flatness": 0.56}}
+    (tmp_path / "metrics_artifacts.json").write_text(json.dumps(art))
+    lines = readme.artifacts_table(tmp_path).splitlines()
+    assert lines[0].endswith("at eps = 0.08; white Gaussian noise: - / - / - / 0.56")
+    assert lines[4] == "| ResUNet++, white-box | 4.00 | 0.70 | 0.20 | - | 0.90 |"
+    assert (
+        lines[-1] == "| diffusion, another sampler seed (no perturbation) | - | - | - | 0.10 | - |"
+    )
