@@ -23,7 +23,7 @@ PARAMS ?=
 export PYTHONHASHSEED = 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv figures test weights lab bench clean
+.PHONY: help venv lock figures readme test weights lab bench clean
 
 help:
 	@echo "make figures [PROFILE=$(PROFILE)]  run notebooks/NN_*.ipynb with papermill -> figures, build/"
@@ -32,13 +32,17 @@ help:
 	@echo "make weights [PROFILE=...]   retrain the shipped weights (weights/<profile>/)"
 	@echo "make bench [PROFILE=...]     timing benchmark -> runs/<profile>/bench.json"
 	@echo "make venv                    only create .venv and install the pinned dependencies"
+	@echo "make lock                    rewrite requirements-lock.txt from .venv (after editing pyproject)"
+	@echo "make readme                  regenerate the README's result tables from results/quick/"
 	@echo "make clean                   remove build/, runs/smoke/ and caches (keeps .venv)"
 
-# (Re)install when pyproject.toml changes; the stamp makes re-runs instant.
-$(STAMP): pyproject.toml
+# (Re)install when pyproject.toml or the lock file changes; the stamp makes re-runs instant.
+# Exact versions: torch first (TORCH_INDEX), then requirements-lock.txt, then mripkg itself.
+$(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PYTHON) -m pip install -e ".[test]"
+	$(PYTHON) -m pip install -r requirements-lock.txt
+	$(PYTHON) -m pip install --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -46,6 +50,13 @@ venv: $(STAMP)
 figures: venv
 	$(PYTHON) -m mripkg.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
 		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(foreach p,$(PARAMS),--param $(p))
+
+lock:
+	$(PYTHON) -m pip install -e ".[test]"
+	$(PYTHON) tools/lock.py
+
+readme: venv
+	$(PYTHON) -m mripkg.readme
 
 test: venv
 	rm -rf runs/smoke

@@ -23,7 +23,7 @@ import torch
 
 from .checkpoints import atomic_write_json
 from .paths import checkpoint_dir, run_dir, shipped_weights_dir
-from .profiles import Profile, get_profile, setup_torch
+from .profiles import Profile, cli_profile, get_profile, setup_torch
 
 SAMPLER_STEPS = (25, 50, 100, 250, 1000)
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler-steps", default=",".join(map(str, SAMPLER_STEPS)))
     ap.add_argument("--sampler-slices", type=int, default=4)
     args = ap.parse_args(argv)
-    profile = get_profile(args.profile)
+    profile = cli_profile(args.profile)
     setup_torch(profile)
     report: dict[str, Any] = {
         "profile": profile.name,

@@ -32,7 +32,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .profiles import DataConfig, Profile
+from .profiles import DataConfig, Profile, get_profile
 
 EMBEDDED_VOLUMES: dict[str, str] = {
     "mni152": "mni_icbm152_t1_2009a.nii.gz",
@@ -519,7 +519,7 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int, normalise: str) ->
 
 
 def load_dataset(
-    profile: Profile,
+    profile: Profile | str,
     data_dir: str | os.PathLike | None = None,
     normalise: str = "minmax",
     skull: bool = False,
@@ -534,11 +534,16 @@ def load_dataset(
     ``test_skull``: Colin27 *with* its skull (``ch2``) at the axial positions of ``test``, out
     of the training domain (every training brain is skull-stripped).
 
-    Deterministic: the same profile gives the same slices, bit for bit.
+    ``profile``: a :class:`Profile` or a profile name (``"quick"``; ``""`` as for
+    :func:`mripkg.profiles.get_profile`).  ``data_dir`` of ``None`` or ``""`` (a notebook's
+    default) means the embedded brains.  Deterministic: the same profile gives the same slices,
+    bit for bit.
     """
+    if isinstance(profile, str):
+        profile = get_profile(profile)
     if normalise not in NORMALISATIONS:
         raise ValueError(f"unknown normalise {normalise!r}; choose one of {NORMALISATIONS}")
-    if data_dir is None:
+    if data_dir is None or str(data_dir) == "":
         return _embedded_dataset(profile.data, normalise, bool(skull))
     if skull:
         raise ValueError("the test_skull split exists for the embedded data only")

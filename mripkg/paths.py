@@ -1,19 +1,63 @@
-"""Repository-rooted paths that never depend on the working directory."""
+"""Where mripkg reads and writes; never the working directory of a notebook kernel.
+
+Two layouts:
+
+* **checkout** (``pyproject.toml`` beside the package, ``pip install -e .`` or ``PYTHONPATH``):
+  everything lives in the checkout: ``notebooks/``, ``weights/``, and the outputs ``runs/``,
+  ``build/``, ``figures/``, ``results/``.
+* **installed** (``pip install .``, the package in site-packages): the notebooks and the quick
+  weights are read from the package (``mripkg/notebooks/``, ``mripkg/weights/``, shipped as
+  package data); outputs go under ``$MRIPKG_HOME``, else the current working directory, never
+  into site-packages.
+
+``$MRIPKG_ROOT`` forces the output root in both layouts.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 PACKAGE_DIR: Path = Path(__file__).resolve().parent
-#: Root of the checkout (the folder holding pyproject.toml).  ``$MRIPKG_ROOT`` overrides it,
-#: e.g. for an installed (non-editable) package.
-REPO_ROOT: Path = Path(os.environ.get("MRIPKG_ROOT", PACKAGE_DIR.parent)).resolve()
-NOTEBOOKS_DIR: Path = REPO_ROOT / "notebooks"
+ROOT_ENV = "MRIPKG_ROOT"
+HOME_ENV = "MRIPKG_HOME"
+
+
+def is_checkout(package_dir: Path = PACKAGE_DIR) -> bool:
+    """Whether the package sits in a source checkout (``pyproject.toml`` beside it)."""
+    return (package_dir.parent / "pyproject.toml").is_file()
+
+
+def output_root(
+    package_dir: Path = PACKAGE_DIR,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    """Root of the outputs: ``$MRIPKG_ROOT``; else the checkout; else ``$MRIPKG_HOME``; else
+    the current working directory."""
+    env = os.environ if environ is None else environ
+    if env.get(ROOT_ENV):
+        return Path(env[ROOT_ENV]).expanduser().resolve()
+    if is_checkout(package_dir):
+        return package_dir.parent
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser().resolve()
+    return (Path.cwd() if cwd is None else cwd).resolve()
+
+
+def source_root(package_dir: Path = PACKAGE_DIR) -> Path:
+    """Where ``notebooks/`` and ``weights/`` are read from: the checkout, else the package."""
+    return package_dir.parent if is_checkout(package_dir) else package_dir
+
+
+#: Root of the outputs (the checkout, or $MRIPKG_HOME / the working directory when installed).
+REPO_ROOT: Path = output_root()
+NOTEBOOKS_DIR: Path = source_root() / "notebooks"
+WEIGHTS_DIR: Path = source_root() / "weights"
 FIGURES_DIR: Path = REPO_ROOT / "figures"
 BUILD_DIR: Path = REPO_ROOT / "build"
 RUNS_DIR: Path = REPO_ROOT / "runs"
-WEIGHTS_DIR: Path = REPO_ROOT / "weights"
 RESULTS_DIR: Path = REPO_ROOT / "results"
 
 
@@ -22,6 +66,11 @@ def run_dir(profile: str) -> Path:
     d = RUNS_DIR / profile
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def results_dir(profile: str) -> Path:
+    """Summary results of one profile (small JSON/CSV; ``results/quick`` is committed)."""
+    return RESULTS_DIR / profile
 
 
 def figures_dir(profile: str) -> Path:
@@ -47,10 +96,5 @@ def checkpoint_dir(profile: str) -> Path:
 
 
 def shipped_weights_dir(profile: str) -> Path:
-    """Weights committed to the repository: ``weights/<profile>/``."""
+    """Shipped weights: ``weights/<profile>/`` of the checkout, or of the installed package."""
     return WEIGHTS_DIR / profile
-
-
-def results_dir(profile: str) -> Path:
-    """Committed results of a profile: ``results/<profile>/`` (not created here)."""
-    return RESULTS_DIR / profile

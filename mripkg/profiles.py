@@ -6,8 +6,13 @@
            1000 sampler steps): needs a GPU.
 
 Every size, count, step, seed and the torch thread count used by the notebooks lives here, so
-that the same profile and seed give the same numbers on the same machine.  The environment
-variable ``MRIPKG_PROFILE`` overrides the profile a notebook asks for (nbval uses it).
+that the same profile and seed give the same numbers on the same machine.
+
+Which profile runs (:func:`get_profile`, the one rule used everywhere): an explicit name (a
+notebook's ``profile`` parameter, ``--profile`` of reproduce/train/bench) wins; an empty or
+missing name falls back to ``$MRIPKG_PROFILE`` (nbval sets it to ``smoke``), then to ``quick``.
+:func:`with_overrides` changes a few settings (eps grid, slices, attack and sampler steps) of a
+profile for one run.
 """
 
 from __future__ import annotations
@@ -270,28 +275,100 @@ DEFAULT_PROFILE = "quick"
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """Return a profile by name; ``$MRIPKG_PROFILE`` overrides ``name`` when set.
+    """The profile to run: ``name`` when given (an explicit choice wins), else
+    ``$MRIPKG_PROFILE`` when set, else ``quick``.
 
-    Raises ``ValueError`` naming the known profiles for an unknown name.
+    ``name`` of ``None`` or ``""`` means "not chosen".  Raises ``ValueError`` naming the valid
+    profiles for an unknown name (saying whether it came from the argument or the variable).
     """
-    env = os.environ.get(PROFILE_ENV)
-    chosen = env if env else (name or DEFAULT_PROFILE)
+    env = os.environ.get(PROFILE_ENV, "").strip()
+    if name:
+        chosen, source = name, "argument"
+    elif env:
+        chosen, source = env, "$" + PROFILE_ENV
+    else:
+        chosen, source = DEFAULT_PROFILE, "default"
     if chosen not in PROFILES:
         raise ValueError(
-            f"unknown profile {chosen!r} (from {'$' + PROFILE_ENV if env else 'argument'}); "
-            f"choose one of {sorted(PROFILES)}"
+            f"unknown profile {chosen!r} (from {source}); choose one of {', '.join(PROFILES)}"
         )
     return PROFILES[chosen]
+
+
+def with_overrides(
+    profile: Profile,
+    *,
+    eps_grid: list[float] | tuple[float, ...] | None = None,
+    n_slices: int | None = None,
+    attack_steps: int | None = None,
+    sampler_steps: int | None = None,
+) -> Profile:
+    """``profile`` with some settings replaced for one run (notebook parameters).
+
+    ``eps_grid``: the white-box eps values (relative L2 norms in [0, 1], sorted and
+    deduplicated); ``n_slices``: attacked test slices (the diffusion model's subsets are cut to
+    at most as many); ``attack_steps``: Adam steps of the
+    Eq. 5 attack; ``sampler_steps``: steps of the diffusion projection sampler.  ``None``, ``0``
+    or an empty list keeps the profile's value; the name stays (outputs go to the same folders).
+    Raises ``ValueError`` for a negative count or an eps outside [0, 1].
+    """
+    for what, v in (
+        ("n_slices", n_slices),
+        ("attack_steps", attack_steps),
+        ("sampler_steps", sampler_steps),
+    ):
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < 0):
+            raise ValueError(f"{what} must be a non-negative integer (0: the profile's), got {v!r}")
+    attack: dict[str, object] = {}
+    if eps_grid:
+        eps = tuple(sorted({float(e) for e in eps_grid}))
+        if eps[0] < 0 or eps[-1] > 1:
+            raise ValueError(f"eps_grid values must lie in [0, 1], got {list(eps_grid)}")
+        attack["eps_grid"] = eps
+    if n_slices:
+        n = int(n_slices)
+        a = profile.attack
+        attack.update(
+            n_slices=n,
+            diffusion_slices=min(a.diffusion_slices, n),
+            diffusion_whitebox_slices=min(a.diffusion_whitebox_slices, n),
+        )
+    if attack_steps:
+        attack["steps"] = int(attack_steps)
+    out = profile
+    if attack:
+        out = dataclasses.replace(out, attack=dataclasses.replace(out.attack, **attack))
+    if sampler_steps:
+        out = dataclasses.replace(
+            out, ddpm=dataclasses.replace(out.ddpm, sampler_steps=int(sampler_steps))
+        )
+    return out
+
+
+def cli_profile(name: str | None) -> Profile:
+    """:func:`get_profile` for a command-line entry point: an unknown profile prints one line
+    naming the valid profiles and exits with status 2."""
+    try:
+        return get_profile(name)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 THREADS_ENV = "MRIPKG_THREADS"
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to anything but '', 0, false, no."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def progress_disabled(progress: bool | None = None) -> bool:
-    """Whether to hide tqdm bars: ``progress=None`` shows them only on a terminal and never
-    when ``$CI`` is set; ``True`` / ``False`` force them on / off."""
+    """Whether to hide tqdm bars.  ``progress=None``: shown everywhere (text bars on a
+    terminal, widget bars in a Jupyter kernel, papermill included) unless ``$CI`` or
+    ``$TQDM_DISABLE`` is set; ``True`` / ``False`` force them on / off."""
     if progress is None:
-        return bool(os.environ.get("CI")) or not sys.stderr.isatty()
+        return env_flag("CI") or env_flag("TQDM_DISABLE")
     return not progress
 
 
@@ -311,7 +388,10 @@ def setup_torch(profile: Profile) -> None:
 
 
 __all__ = [
+    "cli_profile",
+    "env_flag",
     "progress_disabled",
+    "with_overrides",
     "AttackConfig",
     "DDPMConfig",
     "DataConfig",

@@ -12,7 +12,10 @@ Python literal, else a string) in every selected notebook whose ``parameters`` c
 ``NAME``; a name no selected notebook declares is an error.  The first failing notebook stops
 the run with a message naming the notebook and the cell, and a non-zero exit status.  At the
 end ``MANIFEST.md`` is written beside the figures (``figures/`` for quick,
-``runs/<profile>/figures/`` otherwise).
+``runs/<profile>/figures/`` otherwise) and the summary results (``runs/<profile>/metrics_*``)
+are copied to ``results/<profile>/`` (not for ``--data-dir``: the README's tables describe the
+embedded data).  Progress: one bar per notebook (cells done / total, elapsed), quiet when
+``$CI`` or ``$TQDM_DISABLE`` is set.
 """
 
 from __future__ import annotations
@@ -30,8 +33,18 @@ from pathlib import Path
 
 from . import __version__
 from .figures import FIGURE_CLAIMS, figure_files
-from .paths import NOTEBOOKS_DIR, REPO_ROOT, build_dir, figures_dir
-from .profiles import PROFILE_ENV, PROFILES, get_profile
+from .paths import (
+    HOME_ENV,
+    NOTEBOOKS_DIR,
+    REPO_ROOT,
+    ROOT_ENV,
+    build_dir,
+    figures_dir,
+    is_checkout,
+    results_dir,
+    run_dir,
+)
+from .profiles import PROFILE_ENV, PROFILES, cli_profile, progress_disabled
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 KERNEL = "python3"
@@ -93,8 +106,20 @@ class MemoryWatch:
 
 
 def quiet() -> bool:
-    """Progress output is suppressed under CI (``$CI`` set to anything but '', 0, false)."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    """Progress output is suppressed under CI: ``$CI`` or ``$TQDM_DISABLE`` set to anything
+    but '', 0, false, no (the rule of :func:`mripkg.profiles.progress_disabled`)."""
+    return progress_disabled()
+
+
+def progress_bar(nb_path: Path, profile: str) -> dict[str, object] | bool:
+    """papermill's per-notebook bar (cells done / total, elapsed, remaining), named after the
+    notebook; ``False`` under CI.  Off a terminal (a log file) it updates every 30 s."""
+    if quiet():
+        return False
+    bar: dict[str, object] = {"desc": f"[{profile}] {nb_path.stem}"}
+    if not sys.stderr.isatty():
+        bar.update(mininterval=30.0, ascii=True)
+    return bar
 
 
 def discover(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -150,8 +175,8 @@ def parse_params(items: list[str] | None) -> dict[str, object]:
 
 def declared_params(nb_path: Path) -> set[str]:
     """Names assigned in the notebook's ``parameters``-tagged cell (empty without one).
-    Parsed with :mod:`ast`: ``papermill.inspect_notebook`` skips annotations such as
-    ``str | None``."""
+    Parsed with :mod:`ast`, which also sees what ``papermill.inspect_notebook`` skips (a line
+    with two ``=``, an annotation such as ``str | None``)."""
     import nbformat
 
     nb = nbformat.read(str(nb_path), as_version=4)
@@ -235,13 +260,15 @@ def run_notebook(
         params["data_dir"] = str(resolve_data_dir(data_dir))
     out = out_dir / nb_path.name
     os.environ[PROFILE_ENV] = profile  # the kernel inherits it
+    if not is_checkout() and not os.environ.get(ROOT_ENV):
+        os.environ[HOME_ENV] = str(REPO_ROOT)  # installed: the kernel writes where we do
     try:
         pm.execute_notebook(
             str(nb_path),
             str(out),
             parameters=params,
             kernel_name=KERNEL,
-            progress_bar=not quiet(),
+            progress_bar=progress_bar(nb_path, profile),
             log_output=False,
             execution_timeout=timeout_s if timeout_s is not None else prof.cell_timeout_s,
             cwd=str(nb_path.parent),
@@ -258,6 +285,26 @@ def run_notebook(
             f"  partial executed notebook: {out}"
         ) from err
     return out
+
+
+RESULT_PATTERNS = ("metrics_*.json", "metrics_*.csv")
+
+
+def export_results(profile: str) -> list[Path]:
+    """Copy the notebooks' summary results (``runs/<profile>/metrics_*.json`` and the
+    per-slice ``metrics_*.csv``; small) to ``results/<profile>/``, atomically.  The README's
+    tables are generated from ``results/quick/`` (``python -m mripkg.readme``)."""
+    src = run_dir(profile)
+    dst = results_dir(profile)
+    dst.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for pattern in RESULT_PATTERNS:
+        for f in sorted(src.glob(pattern)):
+            tmp = dst / f".{f.name}.{os.getpid()}.tmp"
+            tmp.write_bytes(f.read_bytes())
+            os.replace(tmp, dst / f.name)
+            copied.append(dst / f.name)
+    return copied
 
 
 def _snapshot(profile: str) -> dict[str, float]:
@@ -358,15 +405,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no NN_*.ipynb notebooks in {args.notebooks_dir}", file=sys.stderr)
         return 2
 
-    profile = get_profile(args.profile).name if args.profile is None else args.profile
+    profile = cli_profile(args.profile).name
     out_dir = args.build_dir if args.build_dir is not None else build_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if quiet() else (lambda *a: print(*a, flush=True))
     started = dt.datetime.now()
     t0 = time.perf_counter()
     records: list[RunRecord] = []
-    for nb in selected:
-        say(f"[{profile}] running {nb.name} ...")
+    for i, nb in enumerate(selected, 1):
+        say(f"[{profile}] notebook {i}/{len(selected)}: {nb.name} ...")
         before = _snapshot(profile)
         t = time.perf_counter()
         try:
@@ -387,11 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         peak = "" if mem.peak_gb is None else f", kernel peak memory {mem.peak_gb:.2f} GB"
         say(
             f"[{profile}] {nb.name} done in {records[-1].seconds:.1f} s{peak}: "
-            f"{len(made)} figure files"
+            f"{len(made)} figure files; {time.perf_counter() - t0:.1f} s in all so far"
         )
     total = time.perf_counter() - t0
     manifest = write_manifest(profile, records, started, total, data_dir)
+    exported = export_results(profile) if data_dir is None else []
     print(f"[{profile}] {len(records)} notebooks in {total:.1f} s; manifest: {_rel(manifest)}")
+    if exported:
+        print(f"[{profile}] {len(exported)} result files -> {_rel(results_dir(profile))}")
     return 0
 
 

@@ -46,7 +46,7 @@ from .data import MRIDataset, Split, load_dataset
 from .models.ddpm import DiffusionReconstructor, EpsUNet, NoiseSchedule, ddpm_loss
 from .paths import checkpoint_dir, shipped_weights_dir
 from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile, get_profile, progress_disabled, setup_torch
+from .profiles import Profile, cli_profile, progress_disabled, setup_torch
 
 MODEL_NAMES = ("resunetpp", "irim", "ddpm")
 
@@ -490,10 +490,15 @@ def load_model(name: str, profile: Profile, path: Path | None = None) -> tuple[n
     return net, meta
 
 
+#: Profiles whose weights ship with mripkg: a missing file is an error, never a silent retrain.
+SHIPPED_PROFILES = ("quick",)
+
+
 def load_or_train(
     name: str, profile: Profile, dataset: MRIDataset | None = None, retrain: bool = False
 ) -> tuple[nn.Module, dict, dict]:
-    """Shipped weights when they exist for this profile (and not ``retrain``), else train.
+    """Shipped weights when they exist for this profile (and not ``retrain``), else train
+    (``FileNotFoundError`` instead for a profile in :data:`SHIPPED_PROFILES`).
 
     Returns ``(network in eval mode, sidecar metadata, loss/validation history)``.
     """
@@ -509,6 +514,12 @@ def load_or_train(
         hist_file = shipped.with_suffix(".history.json")
         hist = json.loads(hist_file.read_text()) if hist_file.is_file() else {}
         return net, meta, hist
+    if not retrain and profile.name in SHIPPED_PROFILES:
+        raise FileNotFoundError(
+            f"shipped {name} weights of profile {profile.name!r} not found: {shipped} (they ship "
+            f"in the checkout's weights/{profile.name}/ and in the package); reinstall mripkg, "
+            "or pass retrain=True to train them here (hours on a CPU)"
+        )
     res = train_model(name, profile, dataset, resume=not retrain, on_mismatch="fresh")
     for q in res.net.parameters():
         q.requires_grad_(False)
@@ -570,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         ap.error(f"--steps must be a positive integer, got {args.steps}")
-    profile = get_profile(args.profile)
+    profile = cli_profile(args.profile)
     if args.threads is not None:
         profile = dataclasses.replace(profile, threads=args.threads)
     names = list(MODEL_NAMES) if args.all else (args.model or [])

@@ -1,0 +1,307 @@
+"""Generate the README's result tables from the committed results, so numbers never drift.
+
+    python -m mripkg.readme            # rewrite README.md between the result markers
+    python -m mripkg.readme --check    # exit 1 if README.md differs from what the files give
+
+Each generated block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in
+the README; ``NAME`` is a key of :data:`SECTIONS`, a function ``results_dir -> markdown`` that
+reads the notebooks' summary JSON in ``results/<profile>/`` (copied there by
+``python -m mripkg.reproduce``; see :func:`mripkg.paths.results_dir`).  Add a table by
+registering a function with :func:`section` and putting its markers in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .paths import REPO_ROOT, results_dir, shipped_weights_dir
+
+PROFILE = "quick"
+#: name -> function(results_dir) -> markdown (without the markers)
+SECTIONS: dict[str, Callable[[Path], str]] = {}
+MARKER_RE = re.compile(
+    r"(<!-- results:(?P<name>[A-Za-z0-9_\-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
+    re.DOTALL,
+)
+OPEN_RE = re.compile(r"<!-- results:([A-Za-z0-9_\-]+) -->")
+
+LABELS = {
+    "zero_filled": "zero-filled",
+    "resunetpp": "ResUNet++",
+    "irim": "i-RIM",
+    "diffusion": "diffusion",
+    "diffusion_image_route": "diffusion, authors' image route",
+}
+
+
+def section(name: str) -> Callable[[Callable[[Path], str]], Callable[[Path], str]]:
+    """Register ``fn(results_dir) -> markdown`` as the generator of block ``name``."""
+
+    def register(fn: Callable[[Path], str]) -> Callable[[Path], str]:
+        SECTIONS[name] = fn
+        return fn
+
+    return register
+
+
+def read_result(results: Path, name: str) -> dict[str, Any]:
+    """``results/<profile>/<name>`` as JSON; a clear error naming the notebook to run."""
+    path = Path(results) / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run the notebooks (python -m mripkg.reproduce --profile "
+            f"{Path(results).name}), which copy runs/<profile>/metrics_*.json there"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    """``x`` rounded (no "-0.00"); "-" for a missing value."""
+    if x is None:
+        return "-"
+    return f"{x:.{digits}f}" if round(x, digits) != 0 else f"{0:.{digits}f}"
+
+
+def _eps_keys(d: dict[str, Any]) -> list[str]:
+    return sorted(d, key=float)
+
+
+def param_count(weights_file: Path) -> int:
+    """Trainable parameters in a safetensors file (read from its header; running statistics
+    of batch norm excluded)."""
+    with open(weights_file, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return sum(
+        math.prod(v["shape"])
+        for k, v in header.items()
+        if k != "__metadata__" and not k.endswith(skip)
+    )
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def _training(profile: str, name: str) -> tuple[str, str]:
+    """(``"162 k"``, ``"1500 steps, 17 CPU-min"``) from the shipped weights and sidecar."""
+    d = shipped_weights_dir(profile)
+    if not (d / f"{name}.json").is_file():
+        return "?", "trained in the run"
+    meta = json.loads((d / f"{name}.json").read_text(encoding="utf-8"))
+    params = _count(param_count(d / f"{name}.safetensors"))
+    return params, f"{meta['step']} steps, {meta['cpu_time_s'] / 60:.0f} CPU-min"
+
+
+@section("clean")
+def clean_table(results: Path) -> str:
+    """Table 1, clean part: PSNR/SSIM of each model on the Colin27 test set and test_id."""
+    from .profiles import PROFILES
+
+    m = read_result(results, "metrics_clean.json")
+    profile = m.get("profile", PROFILE)
+    steps = PROFILES[profile].ddpm.sampler_steps if profile in PROFILES else "?"
+    rows = []
+    for key in ("zero_filled", "resunetpp", "irim", "diffusion"):
+        if key == "zero_filled":
+            label, training = "zero-filled", "-"
+        else:
+            params, training = _training(profile, "ddpm" if key == "diffusion" else key)
+            label = (
+                f"diffusion: DDPM ({params} params) + projection sampler, {steps} steps"
+                if key == "diffusion"
+                else f"{LABELS[key]} ({params} params)"
+            )
+        r, rid = m[key], m["test_id"][key]
+        rows.append(
+            [
+                label,
+                training,
+                f"{r['psnr_mean']:.2f} ± {r['psnr_sd']:.2f}",
+                _f(r["ssim_mean"], 3),
+                _f(r["ssim_head_mean"], 3),
+                _f(rid["psnr_mean"]),
+            ]
+        )
+    header = ["model", "training", "PSNR dB", "SSIM", "SSIM head", "PSNR dB, test_id"]
+    out = _table(header, rows)
+    spread = m.get("diffusion_seed_spread")
+    if spread:
+        out += (
+            f"\n\nThe diffusion reconstruction varies with the sampler seed: PSNR SD "
+            f"{spread['psnr_sd_across_seeds']:.2f} dB over {len(spread['seeds'])} seeds, "
+            f"pixel RMS {spread['pixel_rms_across_seeds']:.3f}."
+        )
+    return out
+
+
+@section("white_box")
+def white_box_table(results: Path) -> str:
+    """White-box attacks: PSNR at eps 0 / 0.04 / max, the equal-norm random control at max,
+    and the amplification at max."""
+    m = read_result(results, "metrics_white_box.json")
+    keys = _eps_keys(m["resunetpp"])
+    cols = [keys[0], *(["0.04"] if "0.04" in keys[1:-1] else []), keys[-1]]
+    top = cols[-1]
+    header = ["model", *(f"eps {float(k):g}" for k in cols)]
+    header += [f"random control, eps {float(top):g}", "amplification"]
+    rows = []
+    for key in ("zero_filled", "resunetpp", "irim", "diffusion"):
+        if key not in m:
+            continue
+        r = m[key]
+        label = LABELS[key]
+        if key == "diffusion":
+            n = r[_eps_keys(r)[0]].get("n_slices", "?")
+            label = f"diffusion, {n} slices (opt-in, beyond the paper; `fig3_white_box_diffusion`)"
+        at_top = r.get(top, {})
+        rows.append(
+            [
+                label,
+                *(_f(r.get(k, {}).get("psnr_mean")) for k in cols),
+                _f(at_top.get("random_psnr_mean")),
+                _f(at_top.get("amplification")),
+            ]
+        )
+    return _table(header, rows)
+
+
+@section("transfer")
+def transfer_table(results: Path) -> str:
+    """Black-box transfer: PSNR drop (dB) at the route eps, random control in brackets."""
+    from .profiles import PROFILES
+
+    m = read_result(results, "metrics_transfer.json")
+    any_cell = next(iter(m["resunetpp"].values()))
+    eps_keys = _eps_keys(any_cell)
+    quick_eps = f"{PROFILES[PROFILE].attack.route_eps:.2f}"
+    eps = quick_eps if quick_eps in eps_keys else eps_keys[-1]
+    targets = ["zero_filled", "resunetpp", "irim", "diffusion", "diffusion_image_route"]
+    rows = []
+    for src in ("resunetpp", "irim", "diffusion"):
+        if src not in m:
+            continue
+        label = LABELS[src]
+        if src == "diffusion":
+            n = m[src]["zero_filled"][eps].get("n_slices", "?")
+            label = f"diffusion (opt-in white-box, {n} slices)"
+        row = [label]
+        for tgt in targets:
+            cell = m[src].get(tgt, {}).get(eps)
+            if cell is None:
+                row.append("-")
+                continue
+            text = f"{_f(cell['psnr_drop'])} ({_f(cell['random_psnr_drop'])})"
+            row.append(text + (" white-box" if tgt == src else ""))
+        rows.append(row)
+    header = ["source \\ target", *(LABELS[t] for t in targets)]
+    return f"PSNR drop in dB at eps = {float(eps):g}\n\n" + _table(header, rows)
+
+
+ARTIFACT_ROWS = (
+    ("ResUNet++ white-box", "ResUNet++, white-box"),
+    ("i-RIM white-box", "i-RIM, white-box"),
+    ("diffusion <- ResUNet++", "diffusion <- ResUNet++"),
+    ("diffusion <- i-RIM", "diffusion <- i-RIM"),
+    ("diffusion, random control", "diffusion, random control"),
+    ("diffusion, other seed", "diffusion, another sampler seed (no perturbation)"),
+)
+ARTIFACT_STATS = (
+    ("excess_kurtosis", "excess kurtosis"),
+    ("neighbour_corr", "adjacent-pixel corr."),
+    ("edge_corr", "edge corr."),
+    ("spectral_flatness", "spectral flatness"),
+    ("detection_auc", "detection AUC"),
+)
+
+
+@section("artifacts")
+def artifacts_table(results: Path) -> str:
+    """Artifact statistics inside the head at the largest diffusion eps (mean over slices)."""
+    m = read_result(results, "metrics_artifacts.json")
+    top = _eps_keys(m["diffusion <- ResUNet++"])[-1]
+    rows = []
+    for key, label in ARTIFACT_ROWS:
+        if key not in m:
+            continue
+        r = m[key].get(top) or m[key][_eps_keys(m[key])[-1]]
+        rows.append([label, *(_f(r.get(s)) for s, _ in ARTIFACT_STATS)])
+    noise = m.get("white Gaussian noise")
+    caption = f"f(y + Mδ) − f(y) at eps = {float(top):g}"
+    if noise:
+        w = next(iter(noise.values()))
+        caption += "; white Gaussian noise: " + " / ".join(
+            _f(w.get(s)) for s, _ in ARTIFACT_STATS[:4]
+        )
+    return caption + "\n\n" + _table(["artifact", *(t for _, t in ARTIFACT_STATS)], rows)
+
+
+def render(text: str, results: Path) -> str:
+    """``text`` with every marked block regenerated from ``results``.  ``ValueError`` for a
+    marker without its closing marker or with a name not in :data:`SECTIONS`."""
+    opened = OPEN_RE.findall(text)
+    closed = [mm.group("name") for mm in MARKER_RE.finditer(text)]
+    if sorted(opened) != sorted(closed):
+        unclosed = sorted(set(opened) - set(closed))
+        raise ValueError(f"results markers without '<!-- /results:NAME -->': {unclosed}")
+    unknown = sorted(set(opened) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown results sections {unknown}; known: {sorted(SECTIONS)}")
+
+    def fill(mm: re.Match[str]) -> str:
+        body = SECTIONS[mm.group("name")](results).strip("\n")
+        return f"{mm.group(1)}{body}\n{mm.group(4)}"
+
+    return MARKER_RE.sub(fill, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mripkg.readme", description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
+    ap.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
+    ap.add_argument("--results", type=Path, default=results_dir(PROFILE))
+    args = ap.parse_args(argv)
+    try:
+        old = args.readme.read_text(encoding="utf-8")
+        new = render(old, args.results)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.check:
+        if new != old:
+            diff = difflib.unified_diff(
+                old.splitlines(), new.splitlines(), "README.md", "generated", lineterm="", n=1
+            )
+            print("\n".join(diff))
+            print(
+                "README.md is out of date with results/: run python -m mripkg.readme",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"README.md matches {args.results}")
+        return 0
+    if new != old:
+        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
+        tmp.write_text(new, encoding="utf-8")
+        tmp.replace(args.readme)
+    print(f"README.md: {len(OPEN_RE.findall(new))} sections from {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
