@@ -366,6 +366,9 @@ MODEL_COLORS = {
     "resunetpp": "tab:blue",
     "irim": "tab:orange",
     "diffusion": "tab:green",
+    "tv": "tab:purple",
+    "tv_diffusion": "tab:brown",
+    "diffusion_mean": "tab:olive",
 }
 
 
