@@ -14,6 +14,7 @@ from mripkg.models.tv import (
     div2d,
     grad2d,
     total_variation,
+    tv_denoise,
     tv_objective,
     tv_reconstruct,
 )
@@ -131,3 +132,15 @@ def test_bad_arguments(problem, kw, match) -> None:
         tv_reconstruct(y.real, mask, 1e-3, 2)
     with pytest.raises(ValueError, match="columns"):
         tv_reconstruct(y, equispaced_mask(N + 4), 1e-3, 2)
+
+
+def test_tv_denoise_prox() -> None:
+    x = _phantom(1) + 0.1 * torch.randn(1, 1, N, N, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(tv_denoise(x, 0.0), x)
+    z = tv_denoise(x, 0.05, iters=50)
+    # the prox objective falls below that of the input, and TV falls
+    obj = 0.5 * (z - x).pow(2).sum() + 0.05 * total_variation(z).sum()
+    assert obj < 0.05 * total_variation(x).sum()
+    assert total_variation(z).sum() < total_variation(x).sum()
+    with pytest.raises(ValueError, match="TV weight"):
+        tv_denoise(x, -0.1)
