@@ -7,7 +7,9 @@ The models are ``zero_filled`` (|F^-1 y|), ``resunetpp``, ``irim`` (supervised) 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,7 +68,8 @@ def build_tv(profile: Profile, dataset: MRIDataset) -> tuple[TVReconstructor, di
     (spread evenly) with the profile's iterations (:func:`mripkg.models.tv.choose_lambda`);
     the result goes to ``runs/<profile>/tv_lambda.json`` and is reused while the settings and
     the validation images are the same (a changed setting or dataset redoes the search).
-    Returns ``(model, search record)``.
+    Returns ``(model, search record)``; the record's ``sha256`` identifies the model (weight,
+    iterations, step ratio) as a weights hash does a network's (:func:`mripkg.robustness.model_id`).
     """
     cfg = profile.tv
     val = dataset["val"]
@@ -85,6 +88,9 @@ def build_tv(profile: Profile, dataset: MRIDataset) -> tuple[TVReconstructor, di
         rec = choose_lambda(val.images[ids], mask, cfg.lam_grid, cfg.iters, cfg.step_ratio)
         rec["key"] = key
         write_json(path, rec)
+    # the model's identity for the attack cache (robustness.model_id), like a weights hash
+    ident = json.dumps({"model": "tv", "lam": rec["lam"], "iters": cfg.iters, "r": cfg.step_ratio})
+    rec["sha256"] = hashlib.sha256(ident.encode()).hexdigest()
     return TVReconstructor(rec["lam"], cfg.iters, cfg.step_ratio).eval(), rec
 
 
