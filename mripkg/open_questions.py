@@ -93,8 +93,10 @@ def drop_table(
     """``{target: {"clean_psnr", "n_slices", "white_box": {eps: drop}, "transfer":
     {source: {eps: drop}}, "control": {eps: drop}}}``: mean PSNR drops in dB (clean minus
     perturbed, positive = damage) from the evaluations keyed ``(source, target)``.  The diagonal
-    (source = target) is the white-box drop; the control is the equal-norm random perturbation
-    of the target's evaluations (the same for every source).  Missing pairs are left out."""
+    (source = target) is the white-box drop (with ``amplification`` and
+    ``control_amplification``: ``||f(y') - f(y)|| / ||y' - y||``, mean over slices); the
+    control is the equal-norm random perturbation of the target's evaluations (the same for
+    every source).  Missing pairs are left out."""
     out: dict[str, dict[str, Any]] = {}
     for t in targets:
         row: dict[str, Any] = {"white_box": {}, "transfer": {}, "control": {}}
@@ -111,6 +113,10 @@ def drop_table(
                     continue
                 if s == t:
                     row["white_box"][k] = summ[k]["psnr_drop"]
+                    row.setdefault("amplification", {})[k] = summ[k]["amplification"]
+                    if ev.amplification_rand is not None:
+                        amp_r = float(ev.amplification_rand[ev.index(e)].mean())
+                        row.setdefault("control_amplification", {})[k] = amp_r
                 else:
                     row["transfer"].setdefault(s, {})[k] = summ[k]["psnr_drop"]
                 if summ[k]["random_psnr_drop"] is not None:
@@ -142,9 +148,8 @@ def table_rows(
         for e in eps:
             k = eps_key(e)
             row[f"white-box {e:g}"] = fmt(r["white_box"].get(k))
-            for s in sources:
-                if s != t:
-                    row[f"from {labels.get(s, s)} {e:g}"] = fmt(r["transfer"].get(s, {}).get(k))
+            for s in sources:  # every column in every row ("-" on the diagonal)
+                row[f"from {labels.get(s, s)} {e:g}"] = fmt(r["transfer"].get(s, {}).get(k))
             row[f"control {e:g}"] = fmt(r["control"].get(k))
         rows.append(row)
     return rows
