@@ -7,10 +7,11 @@ resident memory of a process that does only that; for the DDPM sampler, test PSN
 time per slice against the number of sampler steps.  Each model runs in a fresh subprocess so
 that the peak memory belongs to it alone.
 
-``--levers base,bf16,spacing,compile,warm_start`` (beyond ``make bench``, issue 12) measures speed
-levers of the diffusion sampler on ``--lever-slices`` test slices, each a row with seconds per
-slice and PSNR against the 1000-step sampler on the same slices (computed once, cached), into
-``runs/<profile>/bench_levers.json``; ``--models "" --sampler-steps ""`` runs only those.
+``--levers base,bf16,spacing,compile,warm_start,combo`` (beyond ``make bench``, issue 12)
+measures speed levers of the diffusion sampler on ``--lever-slices`` test slices, each a row
+with seconds per slice and PSNR against the 1000-step sampler on the same slices (computed
+once, cached), into ``runs/<profile>/bench_levers.json``; ``--models "" --sampler-steps ""``
+runs only those.
 """
 
 from __future__ import annotations
@@ -305,17 +306,17 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
     if "base" in levers:
         row(f"{base_steps} steps, fp32, channels_last, batch {len(idx)}", plain(base_steps))
         row(f"{base_steps} steps, batch 1", plain(base_steps, batch=1))
+
+    def bf16(steps: int, **kw):
+        run = plain(steps, **kw)
+
+        def wrapped() -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return run().float()
+
+        return wrapped
+
     if "bf16" in levers:
-
-        def bf16(steps: int):
-            run = plain(steps)
-
-            def wrapped() -> torch.Tensor:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    return run().float()
-
-            return wrapped
-
         row(f"{base_steps} steps, bfloat16 autocast", bf16(base_steps))
         row("50 steps, bfloat16 autocast", bf16(50))
     if "spacing" in levers:
@@ -336,6 +337,12 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
             row(
                 f"start from noised ResUNet++ at t={t_start}, {steps} steps",
                 plain(steps, schedule=_SpacedSchedule(sched, 1.0, t_start), init=x_sup),
+            )
+    if "combo" in levers:  # bfloat16 with the denser-near-0 spacing: the candidates for 3 s
+        for steps in (50, 40):
+            row(
+                f"{steps} steps, spacing t ~ u^2, bfloat16",
+                bf16(steps, schedule=_SpacedSchedule(sched, 2.0)),
             )
     return {
         "weights": str(wp),
@@ -373,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "--levers",
         default="",
         help="comma list of sampler speed levers to measure against the 1000-step sampler: "
-        "base,bf16,spacing,compile,warm_start (rows in bench.json 'levers')",
+        "base,bf16,spacing,compile,warm_start,combo (rows in bench.json 'levers')",
     )
     ap.add_argument("--lever-slices", type=int, default=2)
     args = ap.parse_args(argv)
