@@ -89,8 +89,9 @@ def build_tv(profile: Profile, dataset: MRIDataset) -> tuple[TVReconstructor, di
         rec["key"] = key
         write_json(path, rec)
     # the model's identity for the attack cache (robustness.model_id), like a weights hash
-    ident = json.dumps({"model": "tv", "lam": rec["lam"], "iters": cfg.iters, "r": cfg.step_ratio})
-    rec["sha256"] = hashlib.sha256(ident.encode()).hexdigest()
+    # (solver v2: finite gradients where the image gradient is zero; v1 attacks gave NaN)
+    ident = {"model": "tv", "v": 2, "lam": rec["lam"], "iters": cfg.iters, "r": cfg.step_ratio}
+    rec["sha256"] = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
     return TVReconstructor(rec["lam"], cfg.iters, cfg.step_ratio).eval(), rec
 
 

@@ -84,6 +84,12 @@ def test_gradcheck_wrt_y() -> None:
         return tv_reconstruct(yy * mask, mask, lam=1e-2, iters=4, step_ratio=2.0)
 
     assert torch.autograd.gradcheck(f, (y,), eps=1e-6, atol=1e-5)
+    # an image with flat zero regions: the gradient stays finite
+    flat = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    flat[..., 2:5, 2:5] = 1.0
+    yf = (fft2c(flat) * mask).detach().requires_grad_(True)
+    tv_reconstruct(yf, mask, 1e-2, 5).pow(2).sum().backward()
+    assert torch.isfinite(yf.grad).all() and yf.grad.abs().sum() > 0
 
 
 def test_attack_respects_budget(problem) -> None:
@@ -96,6 +102,8 @@ def test_attack_respects_budget(problem) -> None:
     )
     bound = torch.tensor(eps, dtype=res.rel_norm.dtype)[:, None] * (1 + 1e-6)
     assert (res.rel_norm <= bound).all()
+    # the attack moved away from its tiny start (finite gradients on the flat background)
+    assert (res.rel_norm[1:] > 0.5 * bound[1:]).all()
     assert (res.delta[0] == 0).all()
     # the perturbation lives on the sampled columns and the damage grows with the budget
     assert (res.delta[..., ~mask] == 0).all()

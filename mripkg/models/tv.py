@@ -104,8 +104,10 @@ def tv_reconstruct(
     for _ in range(int(iters)):
         # dual ascent; TV: projection onto {|p_ij| <= lam}; data: prox of (0.5||. - y||^2)*
         p = p + sigma * grad2d(x_bar)
-        norm = p.pow(2).sum(1, keepdim=True).sqrt()
-        p = p / torch.clamp(norm / lam, min=1.0) if lam > 0 else torch.zeros_like(p)
+        if lam > 0:  # max(|p| / lam, 1) as sqrt(max(|p|^2 / lam^2, 1)): finite gradient at p = 0
+            p = p / (p.pow(2).sum(1, keepdim=True) / lam**2).clamp_min(1.0).sqrt()
+        else:
+            p = torch.zeros_like(p)
         q = (q + sigma * (fft2c(x_bar) * m - y)) / (1.0 + sigma)
         # primal descent along -K^T (p, q), projected onto x >= 0
         x_new = (x - tau * (ifft2c(q * m).real - div2d(p))).clamp_min(0.0)
@@ -125,7 +127,7 @@ def tv_denoise(x: Tensor, weight: float, iters: int = 10) -> Tensor:
     p = torch.zeros((x.shape[0], 2, *x.shape[2:]), dtype=x.dtype, device=x.device)
     for _ in range(int(iters)):
         p = p + grad2d(x + weight * div2d(p)) / (8.0 * weight)
-        p = p / p.pow(2).sum(1, keepdim=True).sqrt().clamp_min(1.0)
+        p = p / p.pow(2).sum(1, keepdim=True).clamp_min(1.0).sqrt()  # finite gradient at 0
     return x + weight * div2d(p)
 
 
