@@ -6,6 +6,12 @@ at batch 1 and 8, attack step time (one Adam step of the Eq. 5 attack, batch 1) 
 resident memory of a process that does only that; for the DDPM sampler, test PSNR / SSIM and
 time per slice against the number of sampler steps.  Each model runs in a fresh subprocess so
 that the peak memory belongs to it alone.
+
+``--levers base,bf16,spacing,compile,warm_start,combo`` (beyond ``make bench``, issue 12)
+measures speed levers of the diffusion sampler on ``--lever-slices`` test slices, each a row
+with seconds per slice and PSNR against the 1000-step sampler on the same slices (computed
+once, cached), into ``runs/<profile>/bench_levers.json``; ``--models "" --sampler-steps ""``
+runs only those.
 """
 
 from __future__ import annotations
@@ -173,6 +179,180 @@ def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int
     return {"weights": str(wp), "train_step": meta.get("step"), "slices": idx, "rows": rows}
 
 
+def _reference_1000(net, meta, y, mask, idx, profile: Profile) -> torch.Tensor:
+    """The 1000-step projection sampler on the benchmark slices (seed 0), computed once and
+    kept in ``runs/<profile>/bench_reference_1000.safetensors`` (keyed by the weights' hash
+    and the slice ids)."""
+    from safetensors.torch import load_file, save_file
+
+    from .models.ddpm import DiffusionReconstructor
+
+    key = f"{meta.get('sha256', '')[:12]}|{idx}"
+    path = run_dir(profile.name) / "bench_reference_1000.safetensors"
+    if path.is_file():
+        saved = load_file(str(path))
+        if bytes(saved["key"].tolist()).decode() == key:
+            return saved["x"]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        x = DiffusionReconstructor(net, steps=1000, seed=0).reconstruct(y, mask, slice_ids=idx)
+    print(f"  1000-step reference: {(time.perf_counter() - t0) / len(idx):.1f} s/slice", flush=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(
+        {"x": x.contiguous(), "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, tmp
+    )
+    tmp.replace(path)
+    return x
+
+
+class _SpacedSchedule:
+    """A noise schedule whose respaced timesteps follow ``t = (T - 1) * u ** power`` for
+    ``u`` evenly spaced in [0, 1] (``power = 1``: the default even spacing; ``> 1``: denser
+    near t = 0), optionally stopping at ``t_start < T - 1`` (a start from a noised image)."""
+
+    def __init__(self, base, power: float = 1.0, t_start: int | None = None) -> None:
+        self.base, self.power = base, power
+        self.t_start = base.num_timesteps - 1 if t_start is None else int(t_start)
+        self.num_timesteps = base.num_timesteps
+        self.alphas_cumprod = base.alphas_cumprod
+
+    def respaced(self, steps: int) -> torch.Tensor:
+        import numpy as np
+
+        u = np.linspace(0.0, 1.0, steps) ** self.power
+        ts = np.unique(np.round(u * self.t_start).astype(np.int64))[::-1].copy()
+        return torch.from_numpy(ts)
+
+
+def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> dict[str, Any]:
+    """Speed levers of the diffusion sampler, each a row: seconds per slice (best of
+    ``repeat`` runs, the profile's threads) and PSNR against the ground truth and against the
+    1000-step sampler on the same slices (same seed).  The default sampler is not changed."""
+    from . import metrics
+    from .data import load_dataset
+    from .models.ddpm import DiffusionReconstructor, draw_sampler_noise, projection_sample
+    from .physics import equispaced_mask, fft2c, undersample
+    from .train import load_model
+
+    profile = get_profile(profile_name)
+    setup_torch(profile)
+    wp = _weights_path("ddpm", profile)
+    if wp is None:
+        return {"skipped": "no trained DDPM weights for this profile"}
+    net, meta = load_model("ddpm", profile, wp)
+    net.eval()
+    ds = load_dataset(profile)
+    test = ds["test"]
+    idx = torch.linspace(0, len(test) - 1, n_slices).round().long().tolist()
+    x = test.images[idx]
+    mask = equispaced_mask(profile.image_size)
+    y = undersample(fft2c(x), mask)
+    ref = _reference_1000(net, meta, y, mask, idx, profile)
+    ref_psnr = float(metrics.psnr(ref, x).mean())
+    rec = DiffusionReconstructor(net, steps=profile.ddpm.sampler_steps, seed=0)
+    sched = rec.schedule
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, fn, repeat: int = 2) -> None:
+        try:
+            best = float("inf")
+            with torch.no_grad():
+                for _ in range(repeat):  # the first run includes warm-up costs
+                    t0 = time.perf_counter()
+                    out = fn()
+                    best = min(best, time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - a lever that fails is a result too
+            rows.append({"lever": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            print(f"  {name:42s} failed: {rows[-1]['error']}", flush=True)
+            return
+        p = float(metrics.psnr(out, x).mean())
+        rows.append(
+            {
+                "lever": name,
+                "s_per_slice": best / len(idx),
+                "psnr": p,
+                "psnr_vs_1000": p - ref_psnr,
+            }
+        )
+        print(
+            f"  {name:42s} {best / len(idx):6.2f} s/slice, PSNR {p:.2f} dB "
+            f"({p - ref_psnr:+.2f} vs 1000 steps)",
+            flush=True,
+        )
+
+    def plain(steps: int, schedule=None, batch: int | None = None, model=None, init=None):
+        m = model if model is not None else net
+        sch = schedule if schedule is not None else sched
+
+        def run() -> torch.Tensor:
+            b = batch or len(idx)
+            outs = []
+            for i in range(0, len(idx), b):
+                yb, ib = y[i : i + b], idx[i : i + b]
+                noise = None
+                if init is not None:
+                    n_steps = len(sch.respaced(steps))
+                    xt, zs, ms = draw_sampler_noise(tuple(yb.shape), n_steps, 0, ib)
+                    t0 = int(sch.respaced(steps)[0])
+                    a = float(sch.alphas_cumprod[t0])
+                    xt = a**0.5 * (2 * init[i : i + b] - 1) + (1 - a) ** 0.5 * xt
+                    noise = (xt, zs, ms)
+                outs.append(projection_sample(m, yb, mask, sch, steps, 0, ib, noise=noise))
+            return torch.cat(outs)
+
+        return run
+
+    base_steps = profile.ddpm.sampler_steps
+    if "base" in levers:
+        row(f"{base_steps} steps, fp32, channels_last, batch {len(idx)}", plain(base_steps))
+        row(f"{base_steps} steps, batch 1", plain(base_steps, batch=1))
+
+    def bf16(steps: int, **kw):
+        run = plain(steps, **kw)
+
+        def wrapped() -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return run().float()
+
+        return wrapped
+
+    if "bf16" in levers:
+        row(f"{base_steps} steps, bfloat16 autocast", bf16(base_steps))
+        row("50 steps, bfloat16 autocast", bf16(50))
+    if "spacing" in levers:
+        for steps in (50, 30):
+            for power in (1.0, 2.0):
+                row(
+                    f"{steps} steps, spacing t ~ u^{power:g}",
+                    plain(steps, schedule=_SpacedSchedule(sched, power)),
+                )
+    if "compile" in levers:
+        row(f"{base_steps} steps, torch.compile", plain(base_steps, model=torch.compile(net)))
+    if "warm_start" in levers:
+        sup, _ = load_model("resunetpp", profile, _weights_path("resunetpp", profile))
+        with torch.no_grad():
+            x_sup = sup.eval()(y, mask).clamp(0, 1)
+        row("ResUNet++ alone (the start)", lambda: sup(y, mask), repeat=2)
+        for t_start, steps in ((300, 30), (500, 50), (200, 20)):
+            row(
+                f"start from noised ResUNet++ at t={t_start}, {steps} steps",
+                plain(steps, schedule=_SpacedSchedule(sched, 1.0, t_start), init=x_sup),
+            )
+    if "combo" in levers:  # bfloat16 with the denser-near-0 spacing: the candidates for 3 s
+        for steps in (50, 40):
+            row(
+                f"{steps} steps, spacing t ~ u^2, bfloat16",
+                bf16(steps, schedule=_SpacedSchedule(sched, 2.0)),
+            )
+    return {
+        "weights": str(wp),
+        "slices": idx,
+        "threads": torch.get_num_threads(),
+        "psnr_1000": ref_psnr,
+        "rows": rows,
+    }
+
+
 def _child(q: mp.Queue, fn: str, args: tuple) -> None:
     try:
         q.put(("ok", globals()[fn](*args)))
@@ -196,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="resunetpp,irim,ddpm")
     ap.add_argument("--sampler-steps", default=",".join(map(str, SAMPLER_STEPS)))
     ap.add_argument("--sampler-slices", type=int, default=4)
+    ap.add_argument(
+        "--levers",
+        default="",
+        help="comma list of sampler speed levers to measure against the 1000-step sampler: "
+        "base,bf16,spacing,compile,warm_start,combo (rows in bench.json 'levers')",
+    )
+    ap.add_argument("--lever-slices", type=int, default=2)
     args = ap.parse_args(argv)
     profile = cli_profile(args.profile)
     setup_torch(profile)
@@ -219,9 +406,17 @@ def main(argv: list[str] | None = None) -> int:
         report["sampler"] = _in_subprocess(
             "_bench_sampler", profile.name, steps, args.sampler_slices
         )
-    path = run_dir(profile.name) / "bench.json"
-    atomic_write_json(path, report)
-    print(f"wrote {path}")
+    levers = tuple(v for v in args.levers.split(",") if v)
+    if levers:
+        print("[bench] sampler speed levers (time and PSNR against 1000 steps)", flush=True)
+        report["levers"] = _in_subprocess("_bench_levers", profile.name, args.lever_slices, levers)
+        path = run_dir(profile.name) / "bench_levers.json"
+        atomic_write_json(path, {k: v for k, v in report.items() if k != "models"})
+        print(f"wrote {path}")
+    if report["models"] or steps:
+        path = run_dir(profile.name) / "bench.json"
+        atomic_write_json(path, {k: v for k, v in report.items() if k != "levers"})
+        print(f"wrote {path}")
     return 0
 
 

@@ -87,6 +87,12 @@ FIGURE_CLAIMS: dict[str, tuple[str, str]] = {
         "Claim 4: at larger eps the diffusion model's artifacts look like Gaussian noise, "
         "unlike the structured, anatomical distortions of the supervised models.",
     ),
+    "fig7_open_questions": (
+        "07_open_questions.ipynb",
+        "Beyond the paper, its open question: is classical TV-regularised compressed sensing "
+        "more robust to the same worst-case perturbations, and do a TV step in the diffusion "
+        "sampler or averaging several sampler draws defend the diffusion model?",
+    ),
 }
 
 #: The one style of every mripkg figure.
@@ -366,6 +372,9 @@ MODEL_COLORS = {
     "resunetpp": "tab:blue",
     "irim": "tab:orange",
     "diffusion": "tab:green",
+    "tv": "tab:purple",
+    "tv_diffusion": "tab:brown",
+    "diffusion_mean": "tab:olive",
 }
 
 
@@ -934,3 +943,86 @@ __all__ = [
     "use_style",
     "zoom_window",
 ]
+
+
+# ------------------------------------------------------------------------ figure 7 (beyond)
+
+
+def plot_open_questions(
+    curves: dict[str, dict[str, dict]],
+    table: dict[str, dict],
+    sources: Sequence[str],
+    bar_eps: float,
+    images: Sequence[tuple[str, torch.Tensor]] = (),
+    labels: dict[str, str] | None = None,
+) -> Figure:
+    """Figure 7 (beyond the paper): is TV more robust, and do the sampler changes defend?
+
+    a: PSNR against eps under the white-box attack (solid) and the equal-norm random control
+    (dashed) per model; ``curves``: ``{model: whitebox_summary}``.  b: PSNR drop at
+    ``bar_eps`` for every model of ``table`` (:func:`mripkg.open_questions.drop_table`):
+    white-box, transferred from each source, control.  c: example images ``(title, [1, H, W]
+    or [H, W])``, on one grey scale.
+    """
+    import matplotlib.pyplot as plt
+
+    from .robustness import eps_key
+
+    use_style()
+    lab = {**MODEL_LABELS, **(labels or {})}
+    n_img = len(images)
+    fig = plt.figure(figsize=(11, 6.2 if n_img else 3.4), layout="constrained")
+    gs = fig.add_gridspec(2 if n_img else 1, max(n_img, 2))
+    ax = fig.add_subplot(gs[0, : max(n_img, 2) // 2])
+    for m, per in curves.items():
+        eps = sorted(float(k) for k in per)
+        rows = [per[eps_key(e)] for e in eps]
+        col = MODEL_COLORS.get(m, "k")
+        ax.plot(eps, [r["psnr_mean"] for r in rows], "o-", color=col, label=lab.get(m, m))
+        rnd = [r.get("random_psnr_mean") for r in rows]
+        if all(v is not None for v in rnd):
+            ax.plot(eps, rnd, "--", color=col, lw=0.9)
+    ax.set_xlabel("ε")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title("a   white-box attack (dashed: random control)", loc="left")
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(gs[0, max(n_img, 2) // 2 :])
+    k = eps_key(bar_eps)
+    kinds = ["white-box", *sources, "control"]
+    width = 0.8 / len(kinds)
+    names = list(table)
+    for i, kind in enumerate(kinds):
+        vals = []
+        for t in names:
+            r = table[t]
+            if kind == "white-box":
+                v = r["white_box"].get(k)
+            elif kind == "control":
+                v = r["control"].get(k)
+            else:
+                v = None if kind == t else r["transfer"].get(kind, {}).get(k)
+            vals.append(np.nan if v is None else v)
+        color = "0.6" if kind == "control" else MODEL_COLORS.get(kind, "k")
+        label = kind if kind in ("white-box", "control") else f"from {lab.get(kind, kind)}"
+        ax.bar(
+            np.arange(len(names)) + (i - (len(kinds) - 1) / 2) * width,
+            vals,
+            width,
+            color=color,
+            label=label,
+            hatch="//" if kind == "white-box" else None,
+            edgecolor="k" if kind == "white-box" else None,
+        )
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([lab.get(t, t) for t in names], rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel("PSNR drop (dB)")
+    ax.set_title(f"b   PSNR drop at ε = {bar_eps:g}", loc="left")
+    ax.legend(fontsize=6, ncol=2)
+    for j, (title, img) in enumerate(images):
+        ax = fig.add_subplot(gs[1, j])
+        ax.imshow(to_image(img), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(title, fontsize=7)
+        no_ticks(ax)
+    if n_img:
+        panel_letter(fig.axes[2], "c")
+    return fig

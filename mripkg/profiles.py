@@ -113,6 +113,18 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class TVConfig:
+    """TV-regularised compressed sensing (:mod:`mripkg.models.tv`), beyond the paper: the
+    primal-dual iterations, the primal/dual step ratio, the TV weights searched and the number
+    of validation slices the search uses (spread evenly over the split)."""
+
+    iters: int = 100
+    step_ratio: float = 10.0
+    lam_grid: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2)
+    val_slices: int = 8
+
+
+@dataclass(frozen=True)
 class Profile:
     """One complete configuration of the pipeline."""
 
@@ -125,6 +137,7 @@ class Profile:
     seed: int = 0
     threads: int = 2
     cell_timeout_s: int = 3600
+    tv: TVConfig = TVConfig()
 
     @property
     def image_size(self) -> int:
@@ -184,6 +197,7 @@ SMOKE = Profile(
     ),
     threads=1,  # CI: one thread never oversubscribes the cores pytest and the kernels share
     cell_timeout_s=900,
+    tv=TVConfig(iters=30, lam_grid=(1e-3, 3e-3, 1e-2), val_slices=2),
 )
 
 QUICK = Profile(
@@ -399,6 +413,7 @@ __all__ = [
     "PROFILES",
     "Profile",
     "ResUNetPPConfig",
+    "TVConfig",
     "get_profile",
     "setup_torch",
 ]

@@ -647,7 +647,9 @@ class Target:
     def tag(self) -> str:
         if self.stochastic:
             steps = getattr(self.model, "steps", "")
-            return f"{self.name}|{self.weights_id}|steps={steps}|seed={self.seed}|s={self.sample}"
+            tag = f"{self.name}|{self.weights_id}|steps={steps}|seed={self.seed}|s={self.sample}"
+            tv = getattr(self.model, "tv_weight", 0.0)
+            return f"{tag}|tv={tv:g},{self.model.tv_iters}" if tv else tag  # type: ignore[attr-defined]
         return f"{self.name}|{self.weights_id}"
 
     def key(self, y1: Tensor, slice_id: int) -> str:

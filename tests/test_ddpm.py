@@ -129,3 +129,27 @@ def test_unet_rejects_bad_shapes():
         net(torch.zeros(1, 1, 31, 31), torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):
         net(torch.zeros(1, 2, 32, 32), torch.zeros(1, dtype=torch.long))
+
+
+def test_tv_projection_variant_is_opt_in_and_smooths():
+    from mripkg.models.tv import total_variation
+
+    torch.manual_seed(0)
+    net = EpsUNet(CFG).eval()
+    for p in net.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = _images(2)
+    mask = equispaced_mask(32)
+    y = forward_operator(x, mask)
+    s = NoiseSchedule()
+    with torch.no_grad():
+        paper = projection_sample(net, y, mask, s, 4, seed=3)
+        default = DiffusionReconstructor(net, steps=4, seed=3).reconstruct(y, mask)
+        tv = DiffusionReconstructor(net, steps=4, seed=3, tv_weight=0.2)
+        out = tv.reconstruct(y, mask)
+        again = tv.reconstruct(y, mask)
+    assert torch.equal(paper, default)  # weight 0 is the paper's sampler, bit for bit
+    assert torch.equal(out, again)
+    assert (total_variation(out) < total_variation(default)).all()
+    with pytest.raises(ValueError, match="tv_weight"):
+        DiffusionReconstructor(net, steps=4, tv_weight=-1.0)
