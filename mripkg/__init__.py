@@ -24,6 +24,7 @@ SUBMODULES = (
     "figures",
     "metrics",
     "models",
+    "open_questions",
     "paper_gpu",
     "paths",
     "physics",
