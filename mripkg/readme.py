@@ -251,6 +251,79 @@ def artifacts_table(results: Path) -> str:
     return caption + "\n\n" + _table(["artifact", *(t for _, t in ARTIFACT_STATS)], rows)
 
 
+@section("claims")
+def claims_table(results: Path) -> str:
+    """The scorecard of the paper's five claims (notebook 05, ``claims.json``)."""
+    from .claims import scorecard_markdown
+
+    return scorecard_markdown(read_result(results, "claims.json"))
+
+
+@section("out_of_domain")
+def out_of_domain_table(results: Path) -> str:
+    """PSNR / SSIM of every model under the out-of-domain conditions of notebook 02."""
+    from .reconstruction import format_out_of_domain
+
+    m = read_result(results, "metrics_out_of_domain.json")
+    models = [k for k in ("zero_filled", "resunetpp", "irim", "diffusion") if k in m]
+    return "PSNR dB / SSIM\n\n" + format_out_of_domain(m, models)
+
+
+@section("open_questions")
+def open_questions_table(results: Path) -> str:
+    """Notebook 07: clean PSNR, white-box, transferred and control drops per model."""
+    from .analysis import format_table
+    from .open_questions import table_rows
+
+    m = read_result(results, "metrics_open_questions.json")
+    table = m["table"]
+    sources = [s for s in ("resunetpp", "irim", "tv") if s in table]
+    eps = sorted({float(e) for t in table.values() for e in t.get("control", {})})
+    return "PSNR drop in dB (positive: damage)\n\n" + format_table(
+        table_rows(table, LABELS, sources, eps)
+    )
+
+
+@section("paper_gpu")
+def paper_gpu_table(results: Path) -> str:
+    """The time-boxed paper-profile run on one GPU (``results/paper/paper_gpu.json``)."""
+    m = read_result(results.parent / "paper", "paper_gpu.json")
+    rows = []
+    for name in ("resunetpp", "irim", "ddpm"):
+        c = m["costs"][name]
+        t = m.get("training", {}).get(name)
+        rows.append(
+            [
+                LABELS[name if name != "ddpm" else "diffusion"],
+                _count(c["params"]),
+                f"{c['train_step_s'] * 1e3:.0f} ms",
+                f"{c['train_hours_profile_est']:.1f} h ({c['train_steps_profile']} steps)",
+                (
+                    f"{c['sampler_s_per_slice_est']:.1f} s ({c['sampler_steps']} steps, est.)"
+                    if name == "ddpm"
+                    else f"{c['recon_s_per_slice'] * 1e3:.1f} ms"
+                ),
+                (
+                    f"{t['steps_done']} steps, {t['wall_s']:.0f} s: {_f(t['best_val_psnr'])} dB / "
+                    f"{_f(t['best_val_ssim'], 3)}"
+                    if t
+                    else "not trained"
+                ),
+            ]
+        )
+    header = [
+        "model",
+        "params",
+        f"train step (batch {m['costs']['resunetpp']['batch']})",
+        "full schedule",
+        "reconstruction per slice",
+        "trained here: validation PSNR / SSIM",
+    ]
+    return f"{m['device']}, torch {m['torch']}, {m['data']['image_size']} px\n\n" + _table(
+        header, rows
+    )
+
+
 def render(text: str, results: Path) -> str:
     """``text`` with every marked block regenerated from ``results``.  ``ValueError`` for a
     marker without its closing marker or with a name not in :data:`SECTIONS`."""

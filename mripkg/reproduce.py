@@ -287,13 +287,14 @@ def run_notebook(
     return out
 
 
-RESULT_PATTERNS = ("metrics_*.json", "metrics_*.csv")
+RESULT_PATTERNS = ("metrics_*.json", "metrics_*.csv", "claims.json")
 
 
 def export_results(profile: str) -> list[Path]:
-    """Copy the notebooks' summary results (``runs/<profile>/metrics_*.json`` and the
-    per-slice ``metrics_*.csv``; small) to ``results/<profile>/``, atomically.  The README's
-    tables are generated from ``results/quick/`` (``python -m mripkg.readme``)."""
+    """Copy the notebooks' summary results (``runs/<profile>/metrics_*.json``, the per-slice
+    ``metrics_*.csv`` and the claims scorecard ``claims.json``; small) to
+    ``results/<profile>/``, atomically.  The README's tables are generated from
+    ``results/quick/`` (``python -m mripkg.readme``)."""
     src = run_dir(profile)
     dst = results_dir(profile)
     dst.mkdir(parents=True, exist_ok=True)
