@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .claims import clear_word, excess_over_control, transfer_summary
 from .models.ddpm import DiffusionReconstructor
-from .robustness import Evaluation, SliceSet, Target, eps_key, spread_ids, transfer_summary
+from .robustness import Evaluation, SliceSet, Target, eps_key, spread_ids
 
 
 class MeanTarget:
@@ -156,3 +157,50 @@ def table_rows(
 
 
 __all__ = ["MeanTarget", "drop_table", "subset_slices", "table_rows", "tv_diffusion_target"]
+
+
+def _excess_text(ev: Evaluation, eps: float) -> str:
+    j = ev.index(eps)
+    ex = excess_over_control(ev.psnr_drop[j], ev.psnr_drop_rand[j])
+    return (
+        f"{ex['excess']:.2f} dB over the control [95 % interval {ex['low']:.2f}, "
+        f"{ex['high']:.2f}] ({clear_word(ex)})"
+    )
+
+
+def summary_markdown(
+    table: Mapping[str, Mapping[str, Any]],
+    evals: Mapping[tuple[str, str], Evaluation],
+    labels: Mapping[str, str],
+    sources: Sequence[str],
+    eps: float,
+    header: str,
+) -> str:
+    """Notebook 07's summary: for TV, ResUNet++ and i-RIM the clean PSNR, the white-box drop at
+    ``eps`` with its excess over the equal-norm control (a paired interval over slices,
+    :func:`mripkg.claims.excess_over_control`) and the error amplification; the supervised
+    perturbations transferred to TV; the diffusion variants' clean PSNR and transferred drops.
+    ``table``: :func:`drop_table`; ``evals`` keyed ``(source, target)``."""
+    k = eps_key(eps)
+    lines = [header, ""]
+    for m in ("tv", "resunetpp", "irim"):
+        r = table[m]
+        lines.append(
+            f"* {labels[m]}: clean {r['clean_psnr']:.2f} dB; white-box drop at ε {eps:g}: "
+            f"{r['white_box'][k]:.2f} dB, {_excess_text(evals[(m, m)], eps)}; error "
+            f"amplification {r['amplification'][k]:.2f} "
+            f"(control {r['control_amplification'][k]:.2f})."
+        )
+    for s in ("resunetpp", "irim"):
+        lines.append(
+            f"* {labels[s]} -> TV at ε {eps:g}: {table['tv']['transfer'][s][k]:.2f} dB, "
+            f"{_excess_text(evals[(s, 'tv')], eps)}."
+        )
+    for m in ("diffusion", "tv_diffusion", "diffusion_mean"):
+        r = table[m]
+        drops = ", ".join(f"from {labels[s]} {r['transfer'][s][k]:.2f}" for s in sources)
+        lines.append(
+            f"* {labels[m]}: clean {r['clean_psnr']:.2f} dB; drops at ε {eps:g}: {drops} "
+            f"(control {r['control'][k]:.2f})."
+        )
+    return "\n".join(lines)

@@ -324,6 +324,38 @@ def paper_gpu_table(results: Path) -> str:
     )
 
 
+@section("sampler_levers")
+def sampler_levers_table(results: Path) -> str:
+    """Speed levers of the diffusion sampler (``python -m mripkg.bench --levers ...``):
+    seconds per slice, speed-up against the first row, PSNR against the 1000-step sampler."""
+    m = read_result(results, "bench_levers.json")
+    lv = m["levers"]
+    base = lv["rows"][0]["s_per_slice"]
+    rows = [
+        [
+            r["lever"],
+            f"{r['s_per_slice']:.2f}",
+            f"{base / r['s_per_slice']:.1f}x",
+            _f(r["psnr"]),
+            f"{r['psnr_vs_1000']:+.2f}",
+        ]
+        for r in lv["rows"]
+    ]
+    head = (
+        f"{m['profile']} profile, {len(lv.get('slices', [])) or 2} test slices, "
+        f"{lv.get('threads', m['threads'])} thread(s) on a shared CPU, {m['date']}; "
+        f"1000-step sampler: {_f(lv['psnr_1000'])} dB"
+    )
+    return (
+        head
+        + "\n\n"
+        + _table(
+            ["lever", "s / slice", "speed-up", "PSNR dB", "vs 1000 steps dB"],
+            rows,
+        )
+    )
+
+
 def render(text: str, results: Path) -> str:
     """``text`` with every marked block regenerated from ``results``.  ``ValueError`` for a
     marker without its closing marker or with a name not in :data:`SECTIONS`."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mripkg import figures, open_questions, robustness
+from mripkg import claims, figures, open_questions, robustness
 from mripkg.attacks import kspace_attack
 from mripkg.models import MODEL_LABELS, TVReconstructor
 from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
@@ -140,7 +140,7 @@ def test_drop_table_rows_and_figure(data) -> None:
     rows = open_questions.table_rows(table, MODEL_LABELS, ["tv"], (0.04, 0.08))
     assert rows[0]["model"] == "TV" and rows[0]["from TV 0.08"] == "-"
     fig = figures.plot_open_questions(
-        {"tv": robustness.whitebox_summary(ev)}, table, ["tv"], 0.08, [("gt", data.images[0])]
+        {"tv": claims.whitebox_summary(ev)}, table, ["tv"], 0.08, [("gt", data.images[0])]
     )
     assert len(fig.axes) == 3
     plt.close(fig)
