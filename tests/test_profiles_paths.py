@@ -217,9 +217,12 @@ def test_readme_markers_are_validated(tmp_path):
 
 
 def test_results_quick_is_small_json_and_csv():
-    files = list(paths.results_dir("quick").iterdir())
+    """Committed results: small JSON/CSV tables, plus the explorer's bundle (under 20 MB)."""
+    files = [f for f in paths.results_dir("quick").iterdir() if f.name != "explorer.npz"]
     assert {f.suffix for f in files} <= {".json", ".csv"} and files
     assert sum(f.stat().st_size for f in files) < 5e6
+    bundle = paths.results_dir("quick") / "explorer.npz"
+    assert not bundle.exists() or bundle.stat().st_size < 20e6
     for f in files:
         if f.suffix == ".json":
             assert json.loads(f.read_text())  # valid, non-empty
