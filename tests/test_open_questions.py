@@ -6,14 +6,14 @@ from __future__ import annotations
 import matplotlib
 import pytest
 import torch
-from torch import Tensor, nn
+from tiny_models import tiny_diffusion
+from torch import Tensor
 
 from mripkg import claims, figures, open_questions, robustness
 from mripkg.attacks import kspace_attack
 from mripkg.models import MODEL_LABELS, TVReconstructor
-from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
+from mripkg.models.ddpm import DiffusionReconstructor
 from mripkg.physics import equispaced_mask
-from mripkg.profiles import DDPMConfig
 
 matplotlib.use("Agg")
 N = 32
@@ -53,22 +53,7 @@ def data(mask) -> robustness.SliceSet:
 
 @pytest.fixture(scope="module")
 def diff() -> DiffusionReconstructor:
-    cfg = DDPMConfig(
-        base_channels=8,
-        channel_mults=(1, 2),
-        num_res_blocks=1,
-        train_steps=1,
-        batch_size=1,
-        crop_size=N,
-        sampler_steps=2,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = EpsUNet(cfg)
-        nn.init.normal_(net.conv_out.weight, std=0.05)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return DiffusionReconstructor(net, steps=2, seed=3).eval()
+    return tiny_diffusion(N, steps=2, seed=3)
 
 
 def test_subset_slices(data) -> None:

@@ -10,16 +10,15 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from tiny_models import TinyNet
-from torch import Tensor, nn
+from tiny_models import TinyNet, tiny_diffusion
+from torch import Tensor
 
 from mripkg import claims, figures, robustness
 from mripkg.analysis import all_finite, write_json
 from mripkg.attacks import AttackCache, AttackSettings
 from mripkg.models import ZeroFilled
-from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
+from mripkg.models.ddpm import DiffusionReconstructor
 from mripkg.physics import equispaced_mask, kspace_norm
-from mripkg.profiles import DDPMConfig
 
 matplotlib.use("Agg")
 
@@ -89,22 +88,7 @@ def tiny() -> TinyNet:
 
 @pytest.fixture(scope="module")
 def diff() -> DiffusionReconstructor:
-    cfg = DDPMConfig(
-        base_channels=8,
-        channel_mults=(1, 2),
-        num_res_blocks=1,
-        train_steps=1,
-        batch_size=1,
-        crop_size=N,
-        sampler_steps=3,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = EpsUNet(cfg)
-        nn.init.normal_(net.conv_out.weight, std=0.05)  # zero-initialised: make it matter
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return DiffusionReconstructor(net, steps=3, seed=7).eval()
+    return tiny_diffusion(N, steps=3, seed=7)
 
 
 def _settings(steps: int = 4, **kw) -> AttackSettings:
