@@ -409,6 +409,7 @@ def _attack_flat(
     init_scale: float,
     batch_size: int | None,
     progress: bool | None,
+    precision: str = "fp32",
 ) -> dict[str, Tensor]:
     """The attack on ``N`` independent (image, eps) pairs.
 
@@ -420,6 +421,9 @@ def _attack_flat(
     n_items = kspace.shape[0]
     device = kspace.device
     rdtype = kspace.real.dtype
+    model = in_precision(model, precision)
+    if objective_model is not None:
+        objective_model = in_precision(objective_model, precision)
     m = mask.to(device=device, dtype=rdtype)
     y = kspace * m
     n_entries = int(mask.sum()) * kspace.shape[-2] * kspace.shape[-3] * (2 if complex_delta else 1)
@@ -531,6 +535,25 @@ def _enforce_bound(delta: Tensor, budget: Tensor) -> Tensor:
     return delta * factor.to(delta.real.dtype).view(-1, 1, 1, 1)
 
 
+ATTACK_PRECISIONS = ("fp32", "bf16")
+
+
+def in_precision(model: ReconFn, precision: str) -> ReconFn:
+    """``model`` as the attack runs it: ``"fp32"`` unchanged; ``"bf16"``: every call under
+    bfloat16 autocast on the input's device, the output cast back to float32 (the budget
+    projection, the damage and every evaluation stay in float32)."""
+    if precision not in ATTACK_PRECISIONS:
+        raise ValueError(f"attack precision must be one of {ATTACK_PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return model
+
+    def run(y: Tensor, mask: Tensor) -> Tensor:
+        with torch.autocast(y.device.type, dtype=torch.bfloat16):
+            return model(y, mask).float()
+
+    return run
+
+
 def _validate_settings(steps: int, lr: float | None, lr_rel: float, init_scale: float) -> None:
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
@@ -576,6 +599,7 @@ def kspace_attack(
     init_scale: float = 1e-3,
     batch_size: int | None = None,
     progress: bool | None = None,
+    precision: str = "fp32",
 ) -> AttackResult:
     """White-box k-space attack (Eq. 5) on ``B`` images for each of ``E`` eps values.
 
@@ -607,6 +631,9 @@ def kspace_attack(
             quick profile, batches of 8 instead of 16 moved the mean white-box PSNR by up to
             0.04 dB (mean over 16 slices per eps).  Same batch size, same numbers.
         progress: tqdm bar; ``None`` = only on a terminal and never when ``$CI`` is set.
+        precision: ``"fp32"`` or ``"bf16"``: the model's forward and backward passes of the
+            optimisation under bfloat16 autocast (:func:`in_precision`; 1.3-2x faster on a CPU
+            with AVX512-BF16, the same damage to within a few per cent at the quick profile).
 
     Returns:
         :class:`AttackResult` with a leading eps axis (``E = 1`` for a scalar eps), tensors on
@@ -618,6 +645,7 @@ def kspace_attack(
     _check_kspace(kspace)
     _check_mask(mask, kspace.shape[-1])
     _validate_settings(steps, lr, lr_rel, init_scale)
+    in_precision(model, precision)  # checks the name before any work
     eps_t = as_eps(eps)
     n_eps, n_img = eps_t.shape[0], kspace.shape[0]
     flat_k = kspace.unsqueeze(0).expand(n_eps, *kspace.shape).reshape(-1, *kspace.shape[1:])
@@ -644,8 +672,11 @@ def kspace_attack(
             init_scale=init_scale,
             batch_size=batch_size,
             progress=progress,
+            precision=precision,
         )
     meta = _settings_meta(steps, lr, lr_rel, complex_delta, init_scale, objective_model)
+    if precision != "fp32":
+        meta["precision"] = precision
     return _result_from_flat(out, eps_t, n_img, meta)
 
 
@@ -791,6 +822,13 @@ class AttackSettings:
     init_scale: float = 1e-3
     objective: str = ""
     model_id: str = ""
+    precision: str = "fp32"  # of the attack's network passes (:func:`in_precision`)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ATTACK_PRECISIONS:
+            raise ValueError(
+                f"attack precision must be one of {ATTACK_PRECISIONS}, got {self.precision!r}"
+            )
 
     @classmethod
     def from_profile(cls, profile: Any, **overrides: Any) -> AttackSettings:
@@ -799,12 +837,16 @@ class AttackSettings:
             "steps": profile.attack.steps,
             "lr_rel": profile.attack.lr_rel,
             "seed": profile.seed,
+            "precision": profile.attack.precision,
         }
         base.update(overrides)
         return cls(**base)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["precision"] == "fp32":  # as before the field existed: older caches stay valid
+            del d["precision"]
+        return d
 
     def digest(self) -> str:
         """12 hex digits identifying these settings (part of the cache file name)."""
@@ -1149,6 +1191,8 @@ def cached_attack(
             settings.init_scale,
             objective_model,
         )
+        if settings.precision != "fp32":
+            meta["precision"] = settings.precision
         with frozen(model, objective_model):
             for part in todo:
                 bs = torch.tensor([b for _, b in part], device=kspace.device)
@@ -1180,6 +1224,7 @@ def cached_attack(
                     init_scale=settings.init_scale,
                     batch_size=None,
                     progress=progress,
+                    precision=settings.precision,
                 )
                 members = [(slice_ids[b], float(eps_t[j])) for j, b in part]
                 for i, (j, b) in enumerate(part):
@@ -1215,6 +1260,7 @@ __all__ = [
     "frozen",
     "image_norm",
     "image_route_measurement",
+    "in_precision",
     "item_seed",
     "kspace_attack",
     "random_control",

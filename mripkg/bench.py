@@ -7,11 +7,12 @@ resident memory of a process that does only that; for the DDPM sampler, test PSN
 time per slice against the number of sampler steps.  Each model runs in a fresh subprocess so
 that the peak memory belongs to it alone.
 
-``--levers base,bf16,spacing,compile,warm_start,combo`` (beyond ``make bench``, issue 12)
-measures speed levers of the diffusion sampler on ``--lever-slices`` test slices, each a row
-with seconds per slice and PSNR against the 1000-step sampler on the same slices (computed
-once, cached), into ``runs/<profile>/bench_levers.json``; ``--models "" --sampler-steps ""``
-runs only those.
+``--levers base,bf16,spacing,compile,warm_start,combo,dds,attack`` (beyond ``make bench``,
+issue 12) measures speed levers of the diffusion sampler on ``--lever-slices`` test slices,
+each a row with seconds per slice and PSNR against the paper's 1000-step projection sampler
+on the same slices (computed once, cached), into ``runs/<profile>/bench_levers.json``;
+``dds`` adds the DDS-style sampler rows (the quick default among them), ``attack`` the attack
+step time in float32 and bfloat16; ``--models "" --sampler-steps ""`` runs only those.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .paths import checkpoint_dir, run_dir, shipped_weights_dir
 from .profiles import Profile, cli_profile, get_profile, setup_torch
 
 SAMPLER_STEPS = (25, 50, 100, 250, 1000)
+PROJECTION_STEPS = 100  # the lever rows' baseline: quick's sampler before issue 12
 
 
 def _weights_path(name: str, profile: Profile) -> Path | None:
@@ -95,7 +97,7 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
         net, _ = load_model(name, profile, wp)
         out["weights"] = str(wp)
     net.eval()
-    model = DiffusionReconstructor(net, steps=profile.ddpm.sampler_steps) if name == "ddpm" else net
+    model = DiffusionReconstructor.from_config(net, profile.ddpm) if name == "ddpm" else net
     for p in net.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
@@ -105,7 +107,9 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
         out["recon_s_per_slice_b8"] = _timeit(lambda: model(y8, mask), 1) / 8
     if name == "ddpm":
         out["sampler_steps"] = profile.ddpm.sampler_steps
-        short = DiffusionReconstructor(net, steps=profile.attack.diffusion_steps)
+        short = DiffusionReconstructor.from_config(
+            net, profile.ddpm, steps=profile.attack.diffusion_steps
+        )
 
         def attack_step() -> None:
             kspace_attack(
@@ -158,7 +162,7 @@ def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int
     y = undersample(fft2c(x), mask)
     rows = []
     for steps in steps_list:
-        rec = DiffusionReconstructor(net, steps=steps, seed=0)
+        rec = DiffusionReconstructor.from_config(net, profile.ddpm, seed=0, steps=steps)
         t0 = time.perf_counter()
         with torch.no_grad():
             out = rec.reconstruct(y, mask, slice_ids=idx)
@@ -216,7 +220,8 @@ class _SpacedSchedule:
         self.num_timesteps = base.num_timesteps
         self.alphas_cumprod = base.alphas_cumprod
 
-    def respaced(self, steps: int) -> torch.Tensor:
+    def respaced(self, steps: int, power: float = 1.0) -> torch.Tensor:
+        """(``power``: the sampler's own spacing argument; this schedule's ``power`` wins.)"""
         import numpy as np
 
         u = np.linspace(0.0, 1.0, steps) ** self.power
@@ -249,7 +254,7 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
     y = undersample(fft2c(x), mask)
     ref = _reference_1000(net, meta, y, mask, idx, profile)
     ref_psnr = float(metrics.psnr(ref, x).mean())
-    rec = DiffusionReconstructor(net, steps=profile.ddpm.sampler_steps, seed=0)
+    rec = DiffusionReconstructor(net, steps=PROJECTION_STEPS, seed=0)  # the paper's sampler
     sched = rec.schedule
     rows: list[dict[str, Any]] = []
 
@@ -302,7 +307,7 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
 
         return run
 
-    base_steps = profile.ddpm.sampler_steps
+    base_steps = PROJECTION_STEPS
     if "base" in levers:
         row(f"{base_steps} steps, fp32, channels_last, batch {len(idx)}", plain(base_steps))
         row(f"{base_steps} steps, batch 1", plain(base_steps, batch=1))
@@ -344,13 +349,103 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
                 f"{steps} steps, spacing t ~ u^2, bfloat16",
                 bf16(steps, schedule=_SpacedSchedule(sched, 2.0)),
             )
+    if "dds" in levers:  # data consistency on the denoised estimate (models.ddpm.dds_sample)
+
+        def dds(**kw):
+            r = DiffusionReconstructor(net, **{"seed": 0, "sampler": "dds", **kw})
+            return lambda: r.reconstruct(y, mask, slice_ids=idx)
+
+        default = DiffusionReconstructor.from_config(net, profile.ddpm, seed=0)
+        for label, kw in (
+            ("DDS eta 1, 50 steps, even, bfloat16", {"steps": 50, "precision": "bf16"}),
+            ("DDS eta 1, 50 steps, t ~ u^2, float32", {"steps": 50, "spacing": 2.0}),
+            (
+                "DDS eta 1, 50 steps, t ~ u^2, bfloat16",
+                {"steps": 50, "spacing": 2.0, "precision": "bf16"},
+            ),
+            (
+                "DDS eta 0.5, 50 steps, t ~ u^2, bfloat16",
+                {"steps": 50, "spacing": 2.0, "precision": "bf16", "eta": 0.5},
+            ),
+            (
+                "DDS eta 0, 50 steps, t ~ u^2, bfloat16",
+                {"steps": 50, "spacing": 2.0, "precision": "bf16", "eta": 0.0},
+            ),
+            (
+                "DDS eta 1, 40 steps, t ~ u^2, bfloat16",
+                {"steps": 40, "spacing": 2.0, "precision": "bf16"},
+            ),
+            (
+                "DDS eta 1, 30 steps, t ~ u^2, bfloat16",
+                {"steps": 30, "spacing": 2.0, "precision": "bf16"},
+            ),
+            (
+                "DDS eta 1, 20 steps, t ~ u^2, bfloat16",
+                {"steps": 20, "spacing": 2.0, "precision": "bf16"},
+            ),
+        ):
+            row(label, dds(**kw))
+        for r in rows:
+            if r.get("lever", "").startswith("DDS") and "error" not in r:
+                r["default"] = r["lever"] == (
+                    f"DDS eta {default.eta:g}, {default.steps} steps, "
+                    f"{'even' if default.spacing == 1 else f't ~ u^{default.spacing:g}'}, "
+                    f"{'bfloat16' if default.precision == 'bf16' else 'float32'}"
+                )
     return {
         "weights": str(wp),
         "slices": idx,
         "threads": torch.get_num_threads(),
         "psnr_1000": ref_psnr,
+        "default": DiffusionReconstructor.from_config(net, profile.ddpm).describe(),
         "rows": rows,
     }
+
+
+def _bench_attack_precision(profile_name: str, n_pairs: int = 8, steps: int = 20) -> dict[str, Any]:
+    """Attack step time per (slice, eps) pair at batch ``n_pairs`` in float32 and bfloat16
+    (:func:`mripkg.attacks.in_precision`), and the damage each finds in ``steps`` Adam steps
+    (measured in float32, eps 0.01 and 0.04) relative to float32's."""
+    from .attacks import kspace_attack
+    from .data import load_dataset
+    from .physics import equispaced_mask, fft2c
+    from .reconstruction import build_reconstructors
+
+    profile = get_profile(profile_name)
+    setup_torch(profile)
+    ds = load_dataset(profile)
+    models, _, _ = build_reconstructors(profile, ds)
+    mask = equispaced_mask(profile.image_size)
+    k = fft2c(ds["test"].images[: n_pairs // 2])
+    y = k * mask.to(k.real.dtype)
+    rows = []
+    for name in ("resunetpp", "irim"):
+        net = models[name]
+        damage: dict[str, float] = {}
+        for precision in ("fp32", "bf16"):
+            t0 = time.perf_counter()
+            res = kspace_attack(
+                net, k, mask, [0.01, 0.04], steps=steps, progress=False, precision=precision
+            )
+            dt = (time.perf_counter() - t0) / (steps * n_pairs)
+            with torch.no_grad():
+                f0 = net(y, mask)
+                f1 = net(res.y_adv.reshape(-1, *k.shape[1:]), mask)
+            damage[precision] = float((f1 - f0.repeat(2, 1, 1, 1)).pow(2).sum())
+            rows.append(
+                {
+                    "model": name,
+                    "precision": precision,
+                    "ms_per_pair_step": 1e3 * dt,
+                    "damage_vs_fp32": damage[precision] / damage["fp32"],
+                }
+            )
+            print(
+                f"  attack {name:10s} {precision}: {1e3 * dt:6.1f} ms per pair and step, damage "
+                f"{damage[precision] / damage['fp32']:.3f} of float32's",
+                flush=True,
+            )
+    return {"pairs": n_pairs, "steps": steps, "eps": [0.01, 0.04], "rows": rows}
 
 
 def _child(q: mp.Queue, fn: str, args: tuple) -> None:
@@ -380,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "--levers",
         default="",
         help="comma list of sampler speed levers to measure against the 1000-step sampler: "
-        "base,bf16,spacing,compile,warm_start,combo (rows in bench.json 'levers')",
+        "base,bf16,spacing,compile,warm_start,combo,dds,attack (rows in bench_levers.json)",
     )
     ap.add_argument("--lever-slices", type=int, default=2)
     args = ap.parse_args(argv)
@@ -410,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     if levers:
         print("[bench] sampler speed levers (time and PSNR against 1000 steps)", flush=True)
         report["levers"] = _in_subprocess("_bench_levers", profile.name, args.lever_slices, levers)
+        if "attack" in levers:
+            report["attack_precision"] = _in_subprocess("_bench_attack_precision", profile.name)
         path = run_dir(profile.name) / "bench_levers.json"
         atomic_write_json(path, {k: v for k, v in report.items() if k != "models"})
         print(f"wrote {path}")

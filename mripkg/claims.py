@@ -380,11 +380,13 @@ def transfer_report(
     small_eps: float,
     steps: int,
     sampler_steps: int,
+    sampler: str = "",
 ) -> str:
     """Notebook 04's closing note: each supervised source against the other supervised model
     and the diffusion model (direct route over sampler seeds, and the authors' image route) at
     ``route_eps``, the white-box diffusion source when present, claims 2, 3 and 5.
-    ``evals[(source, target[, seed tag])]``; ``table``: the ``metrics_transfer.json`` layout."""
+    ``evals[(source, target[, seed tag])]``; ``table``: the ``metrics_transfer.json`` layout;
+    ``sampler``: a description of the diffusion sampler (``DiffusionReconstructor.describe``)."""
     labels = {**LABELS, "diffusion_image_route": "diffusion (image route)"}
     sup = [s for s in ("resunetpp", "irim") if s in sources]
     ev_any = evals[(sup[0], "diffusion")]
@@ -392,7 +394,7 @@ def transfer_report(
     lines = [
         f"Profile `{profile}`: perturbations crafted on {n_src} Colin27 test slices with "
         f"{steps} Adam steps; diffusion target on {len(ev_any.slice_ids)} of them with "
-        f"{sampler_steps} sampler steps. " + clear_rule(),
+        f"{sampler_steps} sampler steps{f' ({sampler})' if sampler else ''}. " + clear_rule(),
         "",
     ]
     sup_ok, diff_ok = [], []

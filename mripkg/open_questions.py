@@ -59,16 +59,15 @@ class MeanTarget:
 
 
 def tv_diffusion_target(base: Target, tv_weight: float, tv_iters: int = 10) -> Target:
-    """The TV-projection variant of a diffusion target: the same prior, steps, seed, weights
-    id and disk cache, named ``tv_diffusion`` (its cache key carries the TV weight)."""
+    """The TV variant of a diffusion target (a TV proximal step on every x0 prediction of its
+    sampler): the same prior, sampler, steps, seed, weights id and disk cache, named
+    ``tv_diffusion`` (its cache key carries the TV weight)."""
     model = base.model
     if not isinstance(model, DiffusionReconstructor):
         raise ValueError(f"target {base.name!r} is not a diffusion model")
     if not tv_weight > 0:
         raise ValueError(f"tv_weight must be > 0 (0 is the plain sampler), got {tv_weight!r}")
-    variant = DiffusionReconstructor(
-        model.net, model.steps, model.seed, tv_weight=tv_weight, tv_iters=tv_iters
-    )
+    variant = model.variant(tv_weight=tv_weight, tv_iters=tv_iters)
     return Target(
         "tv_diffusion",
         variant,

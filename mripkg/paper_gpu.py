@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import platform
 import time
@@ -41,7 +42,7 @@ from .checkpoints import atomic_write_json
 from .data import load_dataset
 from .paths import run_dir
 from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile, get_profile, setup_torch
+from .profiles import Profile, get_profile, setup_torch, with_overrides
 
 SUPERVISED = ("resunetpp", "irim")
 
@@ -209,6 +210,10 @@ def attack_tables(
             progress=progress,
         )
         attack_s = time.perf_counter() - t0
+        print(
+            f"[paper_gpu] {source}: {len(data)} slices x {len(eps)} eps in {attack_s:.0f} s",
+            flush=True,
+        )
         budget_ok = bool((result.rel_norm <= result.eps.view(-1, 1) * (1 + 1e-6) + 1e-12).all())
         for target_name, target in targets.items():
             ev = evaluate_attack(target, data, result, source=source, controls=controls)
@@ -238,13 +243,19 @@ def run(
     device: str | None = None,
     batch_size: int = 72,
     log: Callable[[str], None] = print,
+    attack_slices: int | None = None,
+    costs_from: Path | None = None,
 ) -> dict[str, Any]:
     """Do the three stages (module doc) and return what was measured (also in
-    ``<out_dir>/paper_gpu.json``)."""
+    ``<out_dir>/paper_gpu.json``).  ``attack_slices``: attack that many test slices instead of
+    the profile's; ``costs_from``: take stage 1 from an earlier ``paper_gpu.json`` (same
+    profile and device name) instead of measuring it again."""
     if train_seconds <= 0:
         raise ValueError(f"train_seconds must be > 0, got {train_seconds}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     profile = reduced_profile(get_profile(profile_name), n_train_subjects)
+    if attack_slices:
+        profile = with_overrides(profile, n_slices=attack_slices)
     setup_torch(profile)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -273,7 +284,17 @@ def run(
     res["slices"] = {k: len(ds[k]) for k in ("train", "val", "test", "test_id")}
     save("data")
 
-    res["costs"] = measure_costs(profile, ds["train"].images, dev)
+    earlier = json.loads(Path(costs_from).read_text()) if costs_from else None
+    if earlier is not None:
+        if earlier.get("profile") != profile.name or earlier.get("device") != res["device"]:
+            raise ValueError(
+                f"{costs_from} holds costs of {earlier.get('profile')!r} on "
+                f"{earlier.get('device')!r}, not {profile.name!r} on {res['device']!r}"
+            )
+        res["costs"] = earlier["costs"]
+        res["costs_from"] = str(costs_from)
+    else:
+        res["costs"] = measure_costs(profile, ds["train"].images, dev)
     save("costs")
 
     from .train import train_model
@@ -328,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-subjects", type=int, default=16)
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--batch-size", type=int, default=72, help="(slice, eps) pairs per attack")
+    ap.add_argument("--attack-slices", type=int, default=0, help="0: the profile's test slices")
+    ap.add_argument(
+        "--costs-from", type=Path, default=None, help="reuse stage 1 of an earlier paper_gpu.json"
+    )
     args = ap.parse_args(argv)
     out = args.out if args.out is not None else run_dir(args.profile) / "gpu"
     res = run(
@@ -337,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         args.train_subjects,
         args.device,
         args.batch_size,
+        attack_slices=args.attack_slices or None,
+        costs_from=args.costs_from,
     )
     print(f"wrote {out / 'paper_gpu.json'} in {res['total_s']:.0f} s")
     return 0

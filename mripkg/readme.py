@@ -327,31 +327,165 @@ def paper_gpu_table(results: Path) -> str:
 @section("sampler_levers")
 def sampler_levers_table(results: Path) -> str:
     """Speed levers of the diffusion sampler (``python -m mripkg.bench --levers ...``):
-    seconds per slice, speed-up against the first row, PSNR against the 1000-step sampler."""
+    seconds per slice, speed-up against the first row, PSNR against the paper's 1000-step
+    projection sampler; the profile's default marked; then the attack's step time in float32
+    and bfloat16 when measured."""
     m = read_result(results, "bench_levers.json")
     lv = m["levers"]
     base = lv["rows"][0]["s_per_slice"]
     rows = [
         [
-            r["lever"],
+            f"**{r['lever']}** (default)" if r.get("default") else r["lever"],
             f"{r['s_per_slice']:.2f}",
             f"{base / r['s_per_slice']:.1f}x",
             _f(r["psnr"]),
             f"{r['psnr_vs_1000']:+.2f}",
         ]
         for r in lv["rows"]
+        if "error" not in r
     ]
+    shared = lv.get("shared_cpu", "default" not in lv)  # runs before issue 12's end: shared
     head = (
         f"{m['profile']} profile, {len(lv.get('slices', [])) or 2} test slices, "
-        f"{lv.get('threads', m['threads'])} thread(s) on a shared CPU, {m['date']}; "
-        f"1000-step sampler: {_f(lv['psnr_1000'])} dB"
+        f"{lv.get('threads', m['threads'])} thread(s) on "
+        f"{'a shared' if shared else 'an otherwise idle'} CPU, {m['date']}; "
+        f"paper's projection sampler at 1000 steps: {_f(lv['psnr_1000'])} dB"
     )
-    return (
+    out = (
         head
         + "\n\n"
         + _table(
             ["lever", "s / slice", "speed-up", "PSNR dB", "vs 1000 steps dB"],
             rows,
+        )
+    )
+    ap = m.get("attack_precision")
+    if ap and "rows" in ap:
+        arows = [
+            [
+                r["model"],
+                r["precision"],
+                f"{r['ms_per_pair_step']:.1f}",
+                f"{r['damage_vs_fp32']:.3f}",
+            ]
+            for r in ap["rows"]
+        ]
+        out += (
+            f"\n\nAttack step ({ap['pairs']} (slice, eps) pairs per batch, eps "
+            f"{', '.join(f'{e:g}' for e in ap['eps'])}, {ap['steps']} Adam steps; damage measured "
+            "in float32)\n\n"
+            + _table(["model", "precision", "ms per pair and step", "damage / float32's"], arows)
+        )
+    return out
+
+
+#: (label, file, key) of the numbers the "what moved" table shows first
+MOVED_HEADLINES: tuple[tuple[str, str, str], ...] = (
+    ("clean PSNR, zero-filled", "metrics_clean.json", "zero_filled/psnr_mean"),
+    ("clean PSNR, ResUNet++", "metrics_clean.json", "resunetpp/psnr_mean"),
+    ("clean PSNR, i-RIM", "metrics_clean.json", "irim/psnr_mean"),
+    ("clean PSNR, diffusion", "metrics_clean.json", "diffusion/psnr_mean"),
+    ("clean SSIM, diffusion", "metrics_clean.json", "diffusion/ssim_mean"),
+    (
+        "white-box drop, ResUNet++, eps 0.04",
+        "metrics_white_box.json",
+        "resunetpp/0.04/psnr_drop_mean",
+    ),
+    (
+        "white-box drop, ResUNet++, eps 0.08",
+        "metrics_white_box.json",
+        "resunetpp/0.08/psnr_drop_mean",
+    ),
+    ("white-box drop, i-RIM, eps 0.04", "metrics_white_box.json", "irim/0.04/psnr_drop_mean"),
+    ("white-box drop, i-RIM, eps 0.08", "metrics_white_box.json", "irim/0.08/psnr_drop_mean"),
+    (
+        "transfer ResUNet++ -> i-RIM, eps 0.04",
+        "metrics_transfer.json",
+        "resunetpp/irim/0.04/psnr_drop",
+    ),
+    (
+        "transfer i-RIM -> ResUNet++, eps 0.04",
+        "metrics_transfer.json",
+        "irim/resunetpp/0.04/psnr_drop",
+    ),
+    (
+        "transfer ResUNet++ -> diffusion, eps 0.04",
+        "metrics_transfer.json",
+        "resunetpp/diffusion/0.04/psnr_drop",
+    ),
+    (
+        "transfer i-RIM -> diffusion, eps 0.04",
+        "metrics_transfer.json",
+        "irim/diffusion/0.04/psnr_drop",
+    ),
+    (
+        "transfer ResUNet++ -> diffusion, eps 0.08",
+        "metrics_transfer.json",
+        "resunetpp/diffusion/0.08/psnr_drop",
+    ),
+    (
+        "transfer i-RIM -> diffusion, eps 0.08",
+        "metrics_transfer.json",
+        "irim/diffusion/0.08/psnr_drop",
+    ),
+    (
+        "control -> diffusion, eps 0.04",
+        "metrics_transfer.json",
+        "resunetpp/diffusion/0.04/random_psnr_drop",
+    ),
+)
+
+
+@section("moved")
+def moved_table(results: Path) -> str:
+    """What a change of defaults moved (``tools/moved_numbers.py`` -> ``moved_numbers.csv``):
+    the headline numbers before and after, every claim's verdict, and per result file how many
+    numbers moved by more than 0.01."""
+    import csv
+
+    path = Path(results) / "moved_numbers.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run tools/moved_numbers.py --before REV")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_key = {(r["file"], r["key"]): r for r in rows}
+
+    def num(v: str) -> float | None:
+        try:
+            return float(v)
+        except ValueError:
+            return None
+
+    head = []
+    for label, file, key in MOVED_HEADLINES:
+        r = by_key.get((file, key))
+        if r is None:
+            continue
+        a, b = num(r["before"]), num(r["after"])
+        change = f"{b - a:+.2f}" if a is not None and b is not None else "-"
+        head.append([label, _f(a), _f(b), change])
+    verdicts = []
+    for (file, key), r in by_key.items():
+        if file == "claims.json" and key.endswith("/verdict"):
+            claim = by_key.get((file, key.rsplit("/", 1)[0] + "/claim"), {}).get("after", "?")
+            verdicts.append([f"claim {claim}", r["before"] or "-", r["after"] or "-"])
+    counts = []
+    for name in sorted({r["file"] for r in rows}):
+        mine = [r for r in rows if r["file"] == name]
+        both = [(num(r["before"]), num(r["after"])) for r in mine]
+        nums = [(a, b) for a, b in both if a is not None and b is not None]
+        moved = sum(abs(b - a) > 0.01 for a, b in nums)
+        new = sum(r["before"] == "" for r in mine)
+        gone = sum(r["after"] == "" for r in mine)
+        counts.append([f"`{name}`", str(len(nums)), str(moved), str(new), str(gone)])
+    return (
+        _table(["number", "before", "after", "change"], head)
+        + "\n\n"
+        + _table(["claim", "verdict before", "verdict after"], verdicts)
+        + "\n\n"
+        + _table(
+            ["result file", "numbers in both", "moved by > 0.01", "new", "gone"],
+            counts,
         )
     )
 

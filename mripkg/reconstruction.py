@@ -52,7 +52,7 @@ def build_reconstructors(
         net, meta, hist = load_or_train(name, profile, dataset, retrain=retrain)
         key = "diffusion" if name == "ddpm" else name
         if name == "ddpm":
-            net = DiffusionReconstructor(net, steps=profile.ddpm.sampler_steps, seed=profile.seed)
+            net = DiffusionReconstructor.from_config(net, profile.ddpm, seed=profile.seed)
         models[key], metas[key], hists[key] = net.eval(), meta, hist
     return models, metas, hists
 

@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -68,7 +69,7 @@ from .attacks import (
     random_control,
 )
 from .checkpoints import atomic_write_json, sha256_file
-from .models.ddpm import DiffusionReconstructor
+from .models.ddpm import DiffusionReconstructor, config_sampler_tag
 from .physics import fft2c, undersample
 
 #: Routes from a k-space perturbation to a target.  ``direct``: the perturbed measurement
@@ -132,14 +133,17 @@ def attack_settings(
     return AttackSettings.from_profile(profile, model_id=model_id(meta), **overrides)
 
 
-def diffusion_objective_label(steps: int, seed: int, samples: int = 1) -> str:
+def diffusion_objective_label(steps: int, seed: int, samples: int = 1, sampler: str = "") -> str:
     """Cache label of the white-box diffusion objective: a ``steps``-step sampler with fixed
     noise, averaged over ``samples`` noise draws (``samples > 1``: expectation over the
-    sampler's randomness)."""
+    sampler's randomness); ``sampler``: its :func:`~mripkg.models.ddpm.sampler_tag` (``""``:
+    the paper's projection sampler)."""
     if isinstance(samples, bool) or int(samples) != samples or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
     label = f"fixed-noise-{int(steps)}-seed{int(seed)}"
-    return label if samples == 1 else f"{label}-eot{int(samples)}"
+    if samples != 1:
+        label = f"{label}-eot{int(samples)}"
+    return f"{label}-{re.sub(r'[^A-Za-z0-9_.+-]', '_', sampler)}" if sampler else label
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +238,9 @@ def diffusion_settings(
     the objective labelled by the short sampler's step count, noise seed and number of noise
     draws (``profile.attack.diffusion_eot_samples``)."""
     a = profile.attack
-    label = diffusion_objective_label(a.diffusion_steps, profile.seed, a.diffusion_eot_samples)
+    label = diffusion_objective_label(
+        a.diffusion_steps, profile.seed, a.diffusion_eot_samples, config_sampler_tag(profile.ddpm)
+    )
     return attack_settings(profile, meta, objective=label, **overrides)
 
 
@@ -278,7 +284,7 @@ def run_diffusion_whitebox(
     many fixed noise draws (sampler ``sample`` 0, 1, ...; draw 0 is the one of
     ``samples = 1``): an expectation over the sampler's randomness at ``samples`` times the
     cost.  Evaluate the result with the full sampler afterwards."""
-    expected = diffusion_objective_label(steps, diff.seed, samples)
+    expected = diffusion_objective_label(steps, diff.seed, samples, diff.sampler_tag)
     if settings.objective != expected:
         raise ValueError(f"settings.objective {settings.objective!r} != {expected!r}")
     parts = []
@@ -648,8 +654,8 @@ class Target:
         if self.stochastic:
             steps = getattr(self.model, "steps", "")
             tag = f"{self.name}|{self.weights_id}|steps={steps}|seed={self.seed}|s={self.sample}"
-            tv = getattr(self.model, "tv_weight", 0.0)
-            return f"{tag}|tv={tv:g},{self.model.tv_iters}" if tv else tag  # type: ignore[attr-defined]
+            extra = self.model.sampler_tag  # type: ignore[attr-defined]
+            return f"{tag}|{extra}" if extra else tag  # "": the paper's sampler, older keys
         return f"{self.name}|{self.weights_id}"
 
     def key(self, y1: Tensor, slice_id: int) -> str:
@@ -992,7 +998,7 @@ def short_vs_full_sampler(
     sampler``, ``control (full)``."""
     from .claims import whitebox_summary  # claims imports this module
 
-    short = DiffusionReconstructor(diff.net, steps=steps, seed=diff.seed)
+    short = diff.variant(steps=steps)
     target = Target(diff.name, short, data.mask, batch_size=batch_size)
     on_short = whitebox_summary(
         evaluate_attack(target, data, result, source="diffusion", controls=controls)

@@ -513,3 +513,35 @@ def test_on_cuda(data, tiny, tmp_path):
     kw = dict(profile="smoke", source="tiny", slice_ids=[0, 1, 2], cache=cache)
     a = cached_attack(net, k.to(dev), mask.to(dev), EPS_GRID, **kw)
     assert a.equal(cached_attack(net, k.to(dev), mask.to(dev), EPS_GRID, **kw))
+
+
+def test_bf16_attack_respects_the_bound_and_is_in_effect(data, trained, tmp_path):
+    k, mask = data
+    fp32 = kspace_attack(trained, k, mask, [0.01, 0.05], steps=10, generator=_gen())
+    bf16 = kspace_attack(
+        trained, k, mask, [0.01, 0.05], steps=10, generator=_gen(), precision="bf16"
+    )
+    eps = torch.tensor([0.01, 0.05], dtype=torch.float64)[:, None]
+    assert (bf16.rel_norm <= eps * (1 + 1e-6)).all()
+    assert (bf16.rel_norm >= eps * 0.99).all()
+    assert (bf16.delta[..., ~mask] == 0).all()
+    assert bf16.delta.dtype == fp32.delta.dtype
+    assert not torch.equal(bf16.delta, fp32.delta)  # the autocast is in effect
+    # damage measured in float32 on both: the bf16 run finds comparable perturbations
+    d16, d32 = (
+        _damage(trained, k * mask, bf16.delta, mask),
+        _damage(trained, k * mask, fp32.delta, mask),
+    )
+    assert (d16 > 0.5 * d32).all()
+    with pytest.raises(ValueError, match="attack precision"):
+        kspace_attack(trained, k, mask, 0.05, steps=2, precision="fp16")
+    with pytest.raises(ValueError, match="attack precision"):
+        AttackSettings(precision="half")
+
+
+def test_settings_digest_of_float32_attacks_is_unchanged():
+    """The precision field joined AttackSettings later: float32 settings keep the digests (and
+    so the cache files) they had before; bfloat16 ones get their own."""
+    assert AttackSettings().digest() == "ae2fa71c88d3"
+    assert AttackSettings(steps=7, model_id="abc").digest() == "0a191a62702f"
+    assert AttackSettings(precision="bf16").digest() != AttackSettings().digest()

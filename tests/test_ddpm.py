@@ -9,11 +9,12 @@ from mripkg.models.ddpm import (
     DiffusionReconstructor,
     EpsUNet,
     NoiseSchedule,
+    dds_sample,
     draw_sampler_noise,
     projection_sample,
 )
-from mripkg.physics import equispaced_mask, fft2c, forward_operator
-from mripkg.profiles import SMOKE
+from mripkg.physics import equispaced_mask, fft2c, forward_operator, zero_filled_real
+from mripkg.profiles import PAPER, QUICK, SMOKE
 
 CFG = SMOKE.ddpm
 
@@ -153,3 +154,149 @@ def test_tv_projection_variant_is_opt_in_and_smooths():
     assert (total_variation(out) < total_variation(default)).all()
     with pytest.raises(ValueError, match="tv_weight"):
         DiffusionReconstructor(net, steps=4, tv_weight=-1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# DDS-style sampler, precision and respacing (issue 12)
+
+
+@pytest.mark.parametrize(("eta", "spacing"), [(1.0, 1.0), (0.0, 2.0), (0.5, 3.0)])
+def test_dds_with_an_oracle_prior_recovers_the_image(eta, spacing):
+    x = _images()
+    mask = equispaced_mask(32)
+    s = NoiseSchedule()
+    out = dds_sample(
+        _Oracle(x, s), forward_operator(x, mask), mask, s, 6, seed=1, eta=eta, spacing=spacing
+    )
+    assert torch.allclose(out, x, atol=1e-4)
+
+
+def _noisy_net() -> EpsUNet:
+    torch.manual_seed(0)
+    net = EpsUNet(CFG).eval()
+    for p in net.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def test_dds_makes_the_denoised_estimate_consistent_with_the_measurement():
+    """A prior sure of a blank image: every x0 prediction is blank, so the last data-consistent
+    estimate is the blank image's unmeasured k-space plus the measurement, i.e. the
+    (real, clamped) zero-filled reconstruction of ``y``."""
+    x = _images(2)
+    mask = equispaced_mask(32)
+    y = forward_operator(x, mask)
+    s = NoiseSchedule()
+    blank = _Oracle(torch.zeros_like(x), s)
+    with torch.no_grad():
+        out = dds_sample(blank, y, mask, s, 5, seed=2)
+    assert torch.allclose(out, zero_filled_real(y).clamp_min(0), atol=1e-4)
+    assert not torch.allclose(out, torch.zeros_like(out), atol=1e-3)
+
+
+def test_dds_eta_zero_ignores_the_step_noise_and_eta_one_uses_it():
+    net = _noisy_net()
+    x = _images(2)
+    mask = equispaced_mask(32)
+    y = forward_operator(x, mask)
+    s = NoiseSchedule()
+    xt, zs, ms = draw_sampler_noise(tuple(y.shape), 5, 0, [0, 1])
+    other = (xt, torch.randn_like(zs), ms)
+    with torch.no_grad():
+        a0 = dds_sample(net, y, mask, s, 5, noise=(xt, zs, ms), eta=0.0)
+        b0 = dds_sample(net, y, mask, s, 5, noise=other, eta=0.0)
+        a1 = dds_sample(net, y, mask, s, 5, noise=(xt, zs, ms), eta=1.0)
+        b1 = dds_sample(net, y, mask, s, 5, noise=other, eta=1.0)
+    assert torch.equal(a0, b0)
+    assert not torch.allclose(a1, b1)
+
+
+def test_dds_is_deterministic_and_independent_of_the_batch():
+    net = _noisy_net()
+    x = _images(3)
+    mask = equispaced_mask(32)
+    y = forward_operator(x, mask)
+    rec = DiffusionReconstructor(net, steps=4, seed=5, sampler="dds", spacing=2.0)
+    with torch.no_grad():
+        full = rec.reconstruct(y, mask, slice_ids=[7, 8, 9])
+        again = rec.reconstruct(y, mask, slice_ids=[7, 8, 9])
+        one = rec.reconstruct(y[1:2], mask, slice_ids=[8])
+        other_seed = rec.reconstruct(y, mask, slice_ids=[7, 8, 9], seed=6)
+    assert torch.equal(full, again)
+    assert torch.allclose(full[1:2], one, atol=1e-5)
+    assert not torch.allclose(full, other_seed)
+
+
+def test_bf16_precision_changes_little_and_stays_float32():
+    net = _noisy_net()
+    x = _images(2)
+    mask = equispaced_mask(32)
+    y = forward_operator(x, mask)
+    with torch.no_grad():
+        fp32 = DiffusionReconstructor(net, steps=4, sampler="dds").reconstruct(y, mask)
+        bf16 = DiffusionReconstructor(net, steps=4, sampler="dds", precision="bf16")
+        out = bf16.reconstruct(y, mask)
+    assert out.dtype == torch.float32
+    assert not torch.equal(out, fp32)  # the autocast is in effect
+    assert (out - fp32).abs().mean() < 0.01  # a random prior amplifies a few pixels
+
+
+def test_spaced_respacing_is_denser_near_zero():
+    s = NoiseSchedule()
+    even, dense = s.respaced(50), s.respaced(50, power=2.0)
+    assert torch.equal(even, s.respaced(50, power=1.0))
+    for ts in (even, dense):
+        assert ts[0] == 999 and ts[-1] == 0 and torch.all(ts[:-1] > ts[1:])
+    gaps = dense[:-1] - dense[1:]
+    assert gaps[-1] < gaps[0] and len(dense) <= 50
+    with pytest.raises(ValueError, match="spacing power"):
+        s.respaced(10, power=0.5)
+
+
+def test_sampler_settings_are_checked_and_tagged():
+    net = _noisy_net()
+    for bad, match in (
+        ({"sampler": "ddim"}, "sampler must be one of"),
+        ({"eta": 1.5}, "eta must lie in"),
+        ({"precision": "fp16"}, "precision must be one of"),
+        ({"spacing": 0.0}, "spacing power"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            DiffusionReconstructor(net, steps=4, **bad)
+    paper = DiffusionReconstructor(net, steps=4)
+    assert paper.sampler_tag == ""  # older cache keys of the paper's sampler stay valid
+    tags = {
+        DiffusionReconstructor(net, steps=4, **kw).sampler_tag
+        for kw in (
+            {"sampler": "dds"},
+            {"sampler": "dds", "eta": 0.5},
+            {"precision": "bf16"},
+            {"spacing": 2.0},
+            {"tv_weight": 0.1},
+        )
+    }
+    assert "" not in tags and len(tags) == 5
+    quick = DiffusionReconstructor.from_config(net, QUICK.ddpm, seed=3)
+    assert (quick.sampler, quick.steps, quick.spacing, quick.precision, quick.seed) == (
+        QUICK.ddpm.sampler,
+        QUICK.ddpm.sampler_steps,
+        QUICK.ddpm.sampler_spacing,
+        QUICK.ddpm.sampler_precision,
+        3,
+    )
+    assert quick.variant(steps=7).sampler_tag == quick.sampler_tag
+    assert quick.variant(steps=7).steps == 7
+    assert quick.describe() == "DDS, eta 1, 50 steps, t ~ u^2 spacing, bf16"
+
+
+def test_paper_sampler_preset_restores_the_projection_sampler():
+    from mripkg.profiles import with_overrides
+
+    paper = with_overrides(QUICK, sampler="paper")
+    d = paper.ddpm
+    assert (d.sampler, d.sampler_spacing, d.sampler_precision) == ("projection", 1.0, "fp32")
+    assert d.sampler_steps == QUICK.ddpm.sampler_steps
+    assert with_overrides(QUICK, sampler="paper", sampler_steps=1000).ddpm.sampler_steps == 1000
+    assert PAPER.ddpm.sampler == "projection" and PAPER.ddpm.sampler_steps == 1000
+    with pytest.raises(ValueError, match="unknown sampler 'ddim'"):
+        with_overrides(QUICK, sampler="ddim")

@@ -1,5 +1,8 @@
 """Unsupervised reconstruction: a DDPM prior plus the projection sampler of Song et al. (2022).
 
+(:func:`dds_sample`, beyond the paper: data consistency on the denoised estimate, a faster
+sampler at equal quality; see the profile's ``DDPMConfig.sampler``.)
+
 The prior is an epsilon-prediction U-Net (Ho et al. 2020) trained on ground-truth images only
 (scaled to [-1, 1]); it never sees k-space pairs, which is what makes the method unsupervised.
 Reconstruction (:func:`projection_sample`) runs the reverse diffusion over a respaced schedule;
@@ -52,11 +55,20 @@ class NoiseSchedule:
         """``abar_t`` for t = 0 .. N-1 (float64)."""
         return torch.cumprod(1.0 - self.betas, dim=0)
 
-    def respaced(self, steps: int) -> Tensor:
-        """``steps`` timesteps, evenly spaced from N-1 down to 0 (long, descending)."""
+    def respaced(self, steps: int, power: float = 1.0) -> Tensor:
+        """``steps`` timesteps from N-1 down to 0 (long, descending, duplicates dropped).
+
+        ``power = 1``: evenly spaced (the paper's respacing); ``power > 1``: ``t = (N - 1) u **
+        power`` for ``u`` evenly spaced in [0, 1], denser near t = 0."""
         if not 1 <= steps <= self.num_timesteps:
             raise ValueError(f"sampler steps must be in [1, {self.num_timesteps}], got {steps}")
-        ts = np.round(np.linspace(0, self.num_timesteps - 1, steps)).astype(np.int64)
+        if not (math.isfinite(power) and power >= 1):
+            raise ValueError(f"spacing power must be a finite number >= 1, got {power!r}")
+        if power == 1:
+            ts = np.round(np.linspace(0, self.num_timesteps - 1, steps)).astype(np.int64)
+        else:
+            u = np.linspace(0.0, 1.0, steps) ** power
+            ts = np.round(u * (self.num_timesteps - 1)).astype(np.int64)
         return torch.from_numpy(np.unique(ts)[::-1].copy())
 
 
@@ -280,6 +292,25 @@ def _replace_columns(x: Tensor, y_t: Tensor, mask: Tensor) -> Tensor:
     return ifft2c(k * (1 - m) + y_t * m).real
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def _predict_eps(net: EpsUNet, x: Tensor, t: int, precision: str) -> Tensor:
+    """``net(x, t)`` in channels-last memory (7-22 % faster on CPU); ``precision="bf16"`` runs
+    the U-Net under bfloat16 autocast (the sampler's arithmetic around it stays float32)."""
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    if precision == "bf16":
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return net(x_cl, tt).float()
+    return net(x_cl, tt)
+
+
 def projection_sample(
     net: EpsUNet,
     y: Tensor,
@@ -293,6 +324,8 @@ def projection_sample(
     grad_checkpoint: bool = False,
     tv_weight: float = 0.0,
     tv_iters: int = 10,
+    precision: str = "fp32",
+    spacing: float = 1.0,
 ) -> Tensor:
     """Projection sampler (Song, Shen, Xing & Ermon 2022) with a DDPM prior.
 
@@ -305,12 +338,15 @@ def projection_sample(
     unchanged): every reverse step's x0 prediction also gets a TV proximal step
     (:func:`mripkg.models.tv.tv_denoise` with ``tv_iters`` dual iterations; the weight in the
     sampler's [-1, 1] units), so each step is data consistency plus TV regularisation.
+    ``precision="bf16"``: the U-Net under bfloat16 autocast; ``spacing > 1``: respaced
+    timesteps denser near t = 0 (:meth:`NoiseSchedule.respaced`).
     """
     if not torch.is_complex(y) or y.ndim != 4:
         raise ValueError(f"y must be complex [B, 1, H, W], got {y.dtype} {tuple(y.shape)}")
+    _check_precision(precision)
     b = y.shape[0]
     ids = list(range(b)) if slice_ids is None else list(slice_ids)
-    ts = schedule.respaced(steps)
+    ts = schedule.respaced(steps, spacing)
     if noise is None:
         noise = draw_sampler_noise(tuple(y.shape), len(ts), seed, ids, sample)  # type: ignore[arg-type]
     x, step_noise, meas_noise = (n.to(y.device) for n in noise)  # drawn on the CPU
@@ -325,8 +361,7 @@ def projection_sample(
         # data consistency at the current noise level: noised measured columns replace x's
         y_t = math.sqrt(a_t) * ys + math.sqrt(1 - a_t) * fft2c(meas_noise[i]) * mf
         x = _replace_columns(x, y_t, mask)
-        x_cl = x.contiguous(memory_format=torch.channels_last)  # 7-22 % faster on CPU
-        eps = net(x_cl, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        eps = _predict_eps(net, x, t, precision)
         x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1.5, 1.5)
         if tv_weight > 0:
             x0 = tv_denoise(x0, tv_weight, tv_iters)
@@ -348,12 +383,113 @@ def projection_sample(
     return ((x + 1) / 2).clamp_min(0.0)
 
 
+def dds_sample(
+    net: EpsUNet,
+    y: Tensor,
+    mask: Tensor,
+    schedule: NoiseSchedule,
+    steps: int,
+    seed: int = 0,
+    slice_ids: Sequence[int] | None = None,
+    sample: int = 0,
+    noise: tuple[Tensor, Tensor, Tensor] | None = None,
+    grad_checkpoint: bool = False,
+    eta: float = 1.0,
+    precision: str = "fp32",
+    spacing: float = 1.0,
+    tv_weight: float = 0.0,
+    tv_iters: int = 10,
+) -> Tensor:
+    """Sampler with data consistency on the denoised estimate (DDS-style, Chung et al. 2024).
+
+    Every reverse step predicts ``x0`` (Tweedie), makes it consistent with the measurement (the
+    measured k-space columns of ``x0`` are replaced by the clean measurement, real part kept:
+    for this orthonormal single-coil operator that is the exact solution the conjugate-gradient
+    step of DDS converges to in one iteration), then moves to the next noise level with the
+    DDIM update ``x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - s^2) eps + s z``,
+    ``s = eta * sigma_DDPM`` (``eta = 1``: the DDPM posterior noise, ``0``: deterministic).
+    The last step returns the consistent ``x0``.  Arguments, shapes and units as
+    :func:`projection_sample` (the same noise draws: ``x_T`` and the step noise; the
+    measurement noise is not used).  ``tv_weight > 0``: a TV proximal step on ``x0`` before
+    the data consistency (the TV variant, as in :func:`projection_sample`).
+    """
+    if not torch.is_complex(y) or y.ndim != 4:
+        raise ValueError(f"y must be complex [B, 1, H, W], got {y.dtype} {tuple(y.shape)}")
+    if not (math.isfinite(eta) and 0 <= eta <= 1):
+        raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
+    _check_precision(precision)
+    b = y.shape[0]
+    ids = list(range(b)) if slice_ids is None else list(slice_ids)
+    ts = schedule.respaced(steps, spacing)
+    if noise is None:
+        noise = draw_sampler_noise(tuple(y.shape), len(ts), seed, ids, sample)  # type: ignore[arg-type]
+    x, step_noise, _ = (n.to(y.device) for n in noise)  # drawn on the CPU
+    abar_all = schedule.alphas_cumprod
+    ys = _scaled_measurement(y, mask)
+
+    def one_step(x: Tensor, i: int) -> Tensor:
+        t = int(ts[i])
+        a_t = float(abar_all[t])
+        a_prev = float(abar_all[int(ts[i + 1])]) if i + 1 < len(ts) else 1.0
+        eps = _predict_eps(net, x, t, precision)
+        x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1.5, 1.5)
+        if tv_weight > 0:
+            x0 = tv_denoise(x0, tv_weight, tv_iters)
+        x0 = _replace_columns(x0, ys, mask)  # data consistency on the denoised estimate
+        if i + 1 == len(ts):
+            return x0
+        sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+        direction = math.sqrt(max(1 - a_prev - sigma**2, 0.0))
+        return math.sqrt(a_prev) * x0 + direction * eps + sigma * step_noise[i]
+
+    for i in range(len(ts)):
+        if grad_checkpoint and torch.is_grad_enabled():
+            x = _checkpoint(one_step, x, i, use_reentrant=False)
+        else:
+            x = one_step(x, i)
+    return ((x + 1) / 2).clamp_min(0.0)
+
+
+SAMPLERS = ("projection", "dds")
+
+
+def sampler_tag(
+    sampler: str = "projection",
+    eta: float = 1.0,
+    precision: str = "fp32",
+    spacing: float = 1.0,
+    tv_weight: float = 0.0,
+    tv_iters: int = 10,
+) -> str:
+    """A sampler's settings besides steps and seed as text (part of cache keys): ``""`` for the
+    paper's projection sampler in float32 with even spacing (so older keys stay valid)."""
+    parts = []
+    if sampler != "projection":
+        parts.append(f"{sampler},eta={eta:g}")
+    if precision != "fp32":
+        parts.append(precision)
+    if spacing != 1:
+        parts.append(f"spacing={spacing:g}")
+    if tv_weight:
+        parts.append(f"tv={tv_weight:g},{tv_iters}")
+    return "|".join(parts)
+
+
+def config_sampler_tag(cfg: DDPMConfig) -> str:
+    """:func:`sampler_tag` of a profile's sampler settings."""
+    return sampler_tag(cfg.sampler, cfg.sampler_eta, cfg.sampler_precision, cfg.sampler_spacing)
+
+
 class DiffusionReconstructor(nn.Module):
-    """The unsupervised reconstructor: DDPM prior + projection sampler, ``recon(y, mask)``.
+    """The unsupervised reconstructor: DDPM prior + a sampler, ``recon(y, mask)``.
 
     ``steps`` respaced sampler steps, noise from per-slice generators seeded by
     (``seed``, slice id, ``sample``).  Call :meth:`reconstruct` to pass slice ids explicitly.
-    ``tv_weight > 0``: the TV-projection variant (see :func:`projection_sample`).
+    ``sampler``: ``"projection"`` (the paper's, :func:`projection_sample`) or ``"dds"``
+    (:func:`dds_sample`, with ``eta``); ``precision``: ``"fp32"`` or ``"bf16"`` (U-Net under
+    bfloat16 autocast); ``spacing``: the respacing power (1: even).  ``tv_weight > 0``: a TV
+    proximal step on every step's x0 prediction.  The defaults are the paper's sampler;
+    :meth:`from_config` takes a profile's.
     """
 
     name = "diffusion"
@@ -365,17 +501,77 @@ class DiffusionReconstructor(nn.Module):
         seed: int = 0,
         tv_weight: float = 0.0,
         tv_iters: int = 10,
+        sampler: str = "projection",
+        eta: float = 1.0,
+        precision: str = "fp32",
+        spacing: float = 1.0,
     ) -> None:
         super().__init__()
         if not tv_weight >= 0 or not math.isfinite(tv_weight):
             raise ValueError(f"tv_weight must be a finite number >= 0, got {tv_weight!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if not (math.isfinite(eta) and 0 <= eta <= 1):
+            raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
+        if not (math.isfinite(spacing) and spacing >= 1):
+            raise ValueError(f"spacing power must be a finite number >= 1, got {spacing!r}")
+        _check_precision(precision)
         self.net = net.to(memory_format=torch.channels_last)  # in place; as in training
         self.steps = steps
         self.seed = seed
         self.tv_weight = float(tv_weight)  # 0: the paper's projection sampler
         self.tv_iters = int(tv_iters)
+        self.sampler = sampler
+        self.eta = float(eta)
+        self.precision = precision
+        self.spacing = float(spacing)
         c = net.cfg
         self.schedule = NoiseSchedule(c.num_timesteps, c.beta_min, c.beta_max)
+
+    @classmethod
+    def from_config(
+        cls, net: EpsUNet, cfg: DDPMConfig, seed: int = 0, **changes: object
+    ) -> DiffusionReconstructor:
+        """The reconstructor a profile's :class:`DDPMConfig` describes (sampler, steps, eta,
+        spacing, precision); ``changes`` override constructor keywords (e.g. ``steps``)."""
+        kw: dict[str, object] = {
+            "steps": cfg.sampler_steps,
+            "seed": seed,
+            "sampler": cfg.sampler,
+            "eta": cfg.sampler_eta,
+            "precision": cfg.sampler_precision,
+            "spacing": cfg.sampler_spacing,
+        }
+        kw.update(changes)
+        return cls(net, **kw)  # type: ignore[arg-type]
+
+    @property
+    def sampler_tag(self) -> str:
+        """What, besides steps and seed, makes this sampler's output (:func:`sampler_tag`)."""
+        return sampler_tag(
+            self.sampler, self.eta, self.precision, self.spacing, self.tv_weight, self.tv_iters
+        )
+
+    def describe(self) -> str:
+        """One line for tables: sampler, steps, spacing, precision."""
+        name = "projection (paper)" if self.sampler == "projection" else f"DDS, eta {self.eta:g}"
+        spacing = "even" if self.spacing == 1 else f"t ~ u^{self.spacing:g}"
+        return f"{name}, {self.steps} steps, {spacing} spacing, {self.precision}"
+
+    def variant(self, **changes: object) -> DiffusionReconstructor:
+        """The same prior with other sampler settings (constructor keywords)."""
+        kw: dict[str, object] = {
+            "steps": self.steps,
+            "seed": self.seed,
+            "tv_weight": self.tv_weight,
+            "tv_iters": self.tv_iters,
+            "sampler": self.sampler,
+            "eta": self.eta,
+            "precision": self.precision,
+            "spacing": self.spacing,
+        }
+        kw.update(changes)
+        return DiffusionReconstructor(self.net, **kw)  # type: ignore[arg-type]
 
     def reconstruct(
         self,
@@ -389,7 +585,7 @@ class DiffusionReconstructor(nn.Module):
         grad_checkpoint: bool = False,
     ) -> Tensor:
         """Reconstruct ``y [B, 1, H, W]`` -> image ``[B, 1, H, W]`` >= 0 (see module doc)."""
-        return projection_sample(
+        args = (
             self.net,
             y,
             mask,
@@ -400,8 +596,22 @@ class DiffusionReconstructor(nn.Module):
             sample,
             noise,
             grad_checkpoint,
-            self.tv_weight,
-            self.tv_iters,
+        )
+        if self.sampler == "dds":
+            return dds_sample(
+                *args,
+                eta=self.eta,
+                precision=self.precision,
+                spacing=self.spacing,
+                tv_weight=self.tv_weight,
+                tv_iters=self.tv_iters,
+            )
+        return projection_sample(
+            *args,
+            tv_weight=self.tv_weight,
+            tv_iters=self.tv_iters,
+            precision=self.precision,
+            spacing=self.spacing,
         )
 
     def forward(self, y: Tensor, mask: Tensor) -> Tensor:
