@@ -111,11 +111,20 @@ def _training(profile: str, name: str) -> tuple[str, str]:
 @section("clean")
 def clean_table(results: Path) -> str:
     """Table 1, clean part: PSNR/SSIM of each model on the Colin27 test set and test_id."""
+    from .models.ddpm import describe_sampler
     from .profiles import PROFILES
 
     m = read_result(results, "metrics_clean.json")
     profile = m.get("profile", PROFILE)
-    steps = PROFILES[profile].ddpm.sampler_steps if profile in PROFILES else "?"
+    if "diffusion_sampler" in m:  # written by notebook 02 since issue 12
+        sampler = m["diffusion_sampler"]
+    elif profile in PROFILES:
+        d = PROFILES[profile].ddpm
+        sampler = describe_sampler(
+            d.sampler, d.sampler_steps, d.sampler_eta, d.sampler_spacing, d.sampler_precision
+        )
+    else:
+        sampler = "?"
     rows = []
     for key in ("zero_filled", "resunetpp", "irim", "diffusion"):
         if key == "zero_filled":
@@ -123,7 +132,7 @@ def clean_table(results: Path) -> str:
         else:
             params, training = _training(profile, "ddpm" if key == "diffusion" else key)
             label = (
-                f"diffusion: DDPM ({params} params) + projection sampler, {steps} steps"
+                f"diffusion: DDPM ({params} params), sampler: {sampler}"
                 if key == "diffusion"
                 else f"{LABELS[key]} ({params} params)"
             )

@@ -475,6 +475,15 @@ def sampler_tag(
     return "|".join(parts)
 
 
+def describe_sampler(
+    sampler: str, steps: int, eta: float = 1.0, spacing: float = 1.0, precision: str = "fp32"
+) -> str:
+    """One line for tables: sampler, steps, spacing, precision."""
+    name = "projection (paper)" if sampler == "projection" else f"DDS, eta {eta:g}"
+    spaced = "even" if spacing == 1 else f"t ~ u^{spacing:g}"
+    return f"{name}, {steps} steps, {spaced} spacing, {precision}"
+
+
 def config_sampler_tag(cfg: DDPMConfig) -> str:
     """:func:`sampler_tag` of a profile's sampler settings."""
     return sampler_tag(cfg.sampler, cfg.sampler_eta, cfg.sampler_precision, cfg.sampler_spacing)
@@ -553,10 +562,8 @@ class DiffusionReconstructor(nn.Module):
         )
 
     def describe(self) -> str:
-        """One line for tables: sampler, steps, spacing, precision."""
-        name = "projection (paper)" if self.sampler == "projection" else f"DDS, eta {self.eta:g}"
-        spacing = "even" if self.spacing == 1 else f"t ~ u^{self.spacing:g}"
-        return f"{name}, {self.steps} steps, {spacing} spacing, {self.precision}"
+        """One line for tables (:func:`describe_sampler`)."""
+        return describe_sampler(self.sampler, self.steps, self.eta, self.spacing, self.precision)
 
     def variant(self, **changes: object) -> DiffusionReconstructor:
         """The same prior with other sampler settings (constructor keywords)."""
