@@ -15,7 +15,7 @@ is mapped back to [0, 1] and clamped at 0 (MRI magnitude images are non-negative
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -311,6 +311,43 @@ def _predict_eps(net: EpsUNet, x: Tensor, t: int, precision: str) -> Tensor:
     return net(x_cl, tt)
 
 
+def _sampler_inputs(
+    y: Tensor,
+    schedule: NoiseSchedule,
+    steps: int,
+    spacing: float,
+    precision: str,
+    seed: int,
+    slice_ids: Sequence[int] | None,
+    sample: int,
+    noise: tuple[Tensor, Tensor, Tensor] | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Checked inputs of a sampler run: ``(timesteps, x_T, step noise, measurement noise)``,
+    the noise drawn per slice on the CPU (:func:`draw_sampler_noise`) unless given, moved to
+    ``y``'s device."""
+    if not torch.is_complex(y) or y.ndim != 4:
+        raise ValueError(f"y must be complex [B, 1, H, W], got {y.dtype} {tuple(y.shape)}")
+    _check_precision(precision)
+    ids = list(range(y.shape[0])) if slice_ids is None else list(slice_ids)
+    ts = schedule.respaced(steps, spacing)
+    if noise is None:
+        noise = draw_sampler_noise(tuple(y.shape), len(ts), seed, ids, sample)  # type: ignore[arg-type]
+    x, step_noise, meas_noise = (n.to(y.device) for n in noise)
+    return ts, x, step_noise, meas_noise
+
+
+def _run_steps(
+    one_step: Callable[[Tensor, int], Tensor], x: Tensor, n: int, grad_checkpoint: bool
+) -> Tensor:
+    """``x = one_step(x, i)`` for ``i < n``, each step checkpointed when asked and grad is on."""
+    for i in range(n):
+        if grad_checkpoint and torch.is_grad_enabled():
+            x = _checkpoint(one_step, x, i, use_reentrant=False)
+        else:
+            x = one_step(x, i)
+    return x
+
+
 def projection_sample(
     net: EpsUNet,
     y: Tensor,
@@ -341,15 +378,9 @@ def projection_sample(
     ``precision="bf16"``: the U-Net under bfloat16 autocast; ``spacing > 1``: respaced
     timesteps denser near t = 0 (:meth:`NoiseSchedule.respaced`).
     """
-    if not torch.is_complex(y) or y.ndim != 4:
-        raise ValueError(f"y must be complex [B, 1, H, W], got {y.dtype} {tuple(y.shape)}")
-    _check_precision(precision)
-    b = y.shape[0]
-    ids = list(range(b)) if slice_ids is None else list(slice_ids)
-    ts = schedule.respaced(steps, spacing)
-    if noise is None:
-        noise = draw_sampler_noise(tuple(y.shape), len(ts), seed, ids, sample)  # type: ignore[arg-type]
-    x, step_noise, meas_noise = (n.to(y.device) for n in noise)  # drawn on the CPU
+    ts, x, step_noise, meas_noise = _sampler_inputs(
+        y, schedule, steps, spacing, precision, seed, slice_ids, sample, noise
+    )
     abar_all = schedule.alphas_cumprod
     ys = _scaled_measurement(y, mask)
     mf = mask.to(device=y.device, dtype=torch.float32)
@@ -374,11 +405,7 @@ def projection_sample(
         var = beta * (1 - a_prev) / (1 - a_t)
         return coef0 * x0 + coeft * x + math.sqrt(var) * step_noise[i]
 
-    for i in range(len(ts)):
-        if grad_checkpoint and torch.is_grad_enabled():
-            x = _checkpoint(one_step, x, i, use_reentrant=False)
-        else:
-            x = one_step(x, i)
+    x = _run_steps(one_step, x, len(ts), grad_checkpoint)
     x = _replace_columns(x, ys, mask)  # hard data consistency with the clean measurement
     return ((x + 1) / 2).clamp_min(0.0)
 
@@ -413,17 +440,11 @@ def dds_sample(
     measurement noise is not used).  ``tv_weight > 0``: a TV proximal step on ``x0`` before
     the data consistency (the TV variant, as in :func:`projection_sample`).
     """
-    if not torch.is_complex(y) or y.ndim != 4:
-        raise ValueError(f"y must be complex [B, 1, H, W], got {y.dtype} {tuple(y.shape)}")
     if not (math.isfinite(eta) and 0 <= eta <= 1):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
-    _check_precision(precision)
-    b = y.shape[0]
-    ids = list(range(b)) if slice_ids is None else list(slice_ids)
-    ts = schedule.respaced(steps, spacing)
-    if noise is None:
-        noise = draw_sampler_noise(tuple(y.shape), len(ts), seed, ids, sample)  # type: ignore[arg-type]
-    x, step_noise, _ = (n.to(y.device) for n in noise)  # drawn on the CPU
+    ts, x, step_noise, _ = _sampler_inputs(
+        y, schedule, steps, spacing, precision, seed, slice_ids, sample, noise
+    )
     abar_all = schedule.alphas_cumprod
     ys = _scaled_measurement(y, mask)
 
@@ -442,11 +463,7 @@ def dds_sample(
         direction = math.sqrt(max(1 - a_prev - sigma**2, 0.0))
         return math.sqrt(a_prev) * x0 + direction * eps + sigma * step_noise[i]
 
-    for i in range(len(ts)):
-        if grad_checkpoint and torch.is_grad_enabled():
-            x = _checkpoint(one_step, x, i, use_reentrant=False)
-        else:
-            x = one_step(x, i)
+    x = _run_steps(one_step, x, len(ts), grad_checkpoint)
     return ((x + 1) / 2).clamp_min(0.0)
 
 
