@@ -538,12 +538,16 @@ def _enforce_bound(delta: Tensor, budget: Tensor) -> Tensor:
 ATTACK_PRECISIONS = ("fp32", "bf16")
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in ATTACK_PRECISIONS:
+        raise ValueError(f"attack precision must be one of {ATTACK_PRECISIONS}, got {precision!r}")
+
+
 def in_precision(model: ReconFn, precision: str) -> ReconFn:
     """``model`` as the attack runs it: ``"fp32"`` unchanged; ``"bf16"``: every call under
     bfloat16 autocast on the input's device, the output cast back to float32 (the budget
     projection, the damage and every evaluation stay in float32)."""
-    if precision not in ATTACK_PRECISIONS:
-        raise ValueError(f"attack precision must be one of {ATTACK_PRECISIONS}, got {precision!r}")
+    _check_precision(precision)
     if precision == "fp32":
         return model
 
@@ -554,7 +558,10 @@ def in_precision(model: ReconFn, precision: str) -> ReconFn:
     return run
 
 
-def _validate_settings(steps: int, lr: float | None, lr_rel: float, init_scale: float) -> None:
+def _validate_settings(
+    steps: int, lr: float | None, lr_rel: float, init_scale: float, precision: str = "fp32"
+) -> None:
+    _check_precision(precision)
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
@@ -572,8 +579,9 @@ def _settings_meta(
     complex_delta: bool,
     init_scale: float,
     objective_model: ReconFn | None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    return {
+    meta: dict[str, Any] = {
         "steps": int(steps),
         "lr": None if lr is None else float(lr),
         "lr_rel": float(lr_rel),
@@ -582,6 +590,9 @@ def _settings_meta(
         "init_scale": float(init_scale),
         "objective": "model" if objective_model is None else "objective_model",
     }
+    if precision != "fp32":  # recorded only when used, as before the option existed
+        meta["precision"] = precision
+    return meta
 
 
 def kspace_attack(
@@ -644,8 +655,7 @@ def kspace_attack(
     """
     _check_kspace(kspace)
     _check_mask(mask, kspace.shape[-1])
-    _validate_settings(steps, lr, lr_rel, init_scale)
-    in_precision(model, precision)  # checks the name before any work
+    _validate_settings(steps, lr, lr_rel, init_scale, precision)
     eps_t = as_eps(eps)
     n_eps, n_img = eps_t.shape[0], kspace.shape[0]
     flat_k = kspace.unsqueeze(0).expand(n_eps, *kspace.shape).reshape(-1, *kspace.shape[1:])
@@ -674,9 +684,7 @@ def kspace_attack(
             progress=progress,
             precision=precision,
         )
-    meta = _settings_meta(steps, lr, lr_rel, complex_delta, init_scale, objective_model)
-    if precision != "fp32":
-        meta["precision"] = precision
+    meta = _settings_meta(steps, lr, lr_rel, complex_delta, init_scale, objective_model, precision)
     return _result_from_flat(out, eps_t, n_img, meta)
 
 
@@ -825,10 +833,7 @@ class AttackSettings:
     precision: str = "fp32"  # of the attack's network passes (:func:`in_precision`)
 
     def __post_init__(self) -> None:
-        if self.precision not in ATTACK_PRECISIONS:
-            raise ValueError(
-                f"attack precision must be one of {ATTACK_PRECISIONS}, got {self.precision!r}"
-            )
+        _check_precision(self.precision)
 
     @classmethod
     def from_profile(cls, profile: Any, **overrides: Any) -> AttackSettings:
@@ -1190,9 +1195,8 @@ def cached_attack(
             settings.complex_delta,
             settings.init_scale,
             objective_model,
+            settings.precision,
         )
-        if settings.precision != "fp32":
-            meta["precision"] = settings.precision
         with frozen(model, objective_model):
             for part in todo:
                 bs = torch.tensor([b for _, b in part], device=kspace.device)

@@ -111,7 +111,7 @@ def _training(profile: str, name: str) -> tuple[str, str]:
 @section("clean")
 def clean_table(results: Path) -> str:
     """Table 1, clean part: PSNR/SSIM of each model on the Colin27 test set and test_id."""
-    from .models.ddpm import describe_sampler
+    from .models.ddpm import describe_sampler, sampler_kwargs
     from .profiles import PROFILES
 
     m = read_result(results, "metrics_clean.json")
@@ -119,10 +119,7 @@ def clean_table(results: Path) -> str:
     if "diffusion_sampler" in m:  # written by notebook 02 since issue 12
         sampler = m["diffusion_sampler"]
     elif profile in PROFILES:
-        d = PROFILES[profile].ddpm
-        sampler = describe_sampler(
-            d.sampler, d.sampler_steps, d.sampler_eta, d.sampler_spacing, d.sampler_precision
-        )
+        sampler = describe_sampler(**sampler_kwargs(PROFILES[profile].ddpm))  # type: ignore[arg-type]
     else:
         sampler = "?"
     rows = []

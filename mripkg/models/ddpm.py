@@ -501,9 +501,23 @@ def describe_sampler(
     return f"{name}, {steps} steps, {spaced} spacing, {precision}"
 
 
+def sampler_kwargs(cfg: DDPMConfig) -> dict[str, object]:
+    """The sampler settings of a profile's :class:`DDPMConfig` as :class:`DiffusionReconstructor`
+    keywords (``steps``, ``sampler``, ``eta``, ``precision``, ``spacing``)."""
+    return {
+        "steps": cfg.sampler_steps,
+        "sampler": cfg.sampler,
+        "eta": cfg.sampler_eta,
+        "precision": cfg.sampler_precision,
+        "spacing": cfg.sampler_spacing,
+    }
+
+
 def config_sampler_tag(cfg: DDPMConfig) -> str:
     """:func:`sampler_tag` of a profile's sampler settings."""
-    return sampler_tag(cfg.sampler, cfg.sampler_eta, cfg.sampler_precision, cfg.sampler_spacing)
+    kw = sampler_kwargs(cfg)
+    del kw["steps"]
+    return sampler_tag(**kw)  # type: ignore[arg-type]
 
 
 class DiffusionReconstructor(nn.Module):
@@ -560,15 +574,7 @@ class DiffusionReconstructor(nn.Module):
     ) -> DiffusionReconstructor:
         """The reconstructor a profile's :class:`DDPMConfig` describes (sampler, steps, eta,
         spacing, precision); ``changes`` override constructor keywords (e.g. ``steps``)."""
-        kw: dict[str, object] = {
-            "steps": cfg.sampler_steps,
-            "seed": seed,
-            "sampler": cfg.sampler,
-            "eta": cfg.sampler_eta,
-            "precision": cfg.sampler_precision,
-            "spacing": cfg.sampler_spacing,
-        }
-        kw.update(changes)
+        kw = {**sampler_kwargs(cfg), "seed": seed, **changes}
         return cls(net, **kw)  # type: ignore[arg-type]
 
     @property
