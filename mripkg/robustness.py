@@ -1103,6 +1103,111 @@ def step_size_scores(
     return curves, {lr: float(c[-1].mean()) for lr, c in curves.items()}
 
 
+@dataclass
+class ConvergenceCheck:
+    """Does the attack converge?  The same problems attacked for ``steps`` and ``long_steps``.
+
+    ``history``: the long run's damage per step ``[long_steps + 1, B]`` (one eps); ``gain``:
+    relative extra damage of the best iterate from ``steps`` to ``long_steps`` ``[B]``;
+    ``psnr_short`` / ``psnr_long``: the target's PSNR under each run's perturbation ``[B]``."""
+
+    slice_ids: list[int]
+    steps: int
+    long_steps: int
+    history: Tensor
+    gain: Tensor
+    psnr_short: Tensor
+    psnr_long: Tensor
+
+
+def convergence_check(
+    model: Callable[[Tensor, Tensor], Tensor],
+    source: str,
+    data: SliceSet,
+    eps: float,
+    settings: AttackSettings,
+    long_settings: AttackSettings,
+    *,
+    profile: str,
+    batch_size: int | None = 8,
+    cache: AttackCache | None = None,
+) -> ConvergenceCheck:
+    """Attack ``data`` at one ``eps`` with ``settings`` and with ``long_settings`` (more
+    steps), both through the attack cache, and compare (:class:`ConvergenceCheck`)."""
+    short = run_whitebox(
+        model, source, data, [eps], settings, profile=profile, batch_size=batch_size, cache=cache
+    )
+    long = run_whitebox(
+        model,
+        source,
+        data,
+        [eps],
+        long_settings,
+        profile=profile,
+        batch_size=batch_size,
+        cache=cache,
+    )
+    at = convergence(long.loss_history[:, 0], [settings.steps, long_settings.steps])
+    target = Target(source, model, data.mask)
+    return ConvergenceCheck(
+        slice_ids=list(data.slice_ids),
+        steps=settings.steps,
+        long_steps=long_settings.steps,
+        history=long.loss_history[:, 0],
+        gain=(at[1] / at[0].clamp_min(1e-30) - 1).double(),
+        psnr_short=evaluate_attack(target, data, short, source=source).psnr[0],
+        psnr_long=evaluate_attack(target, data, long, source=source).psnr[0],
+    )
+
+
+@dataclass
+class StepSizeCheck:
+    """Adam step sizes compared on the same problems (:func:`step_size_scores`): normalised
+    best-damage curves ``{lr_rel: [steps + 1, N]}``, scores, the best step size, and whether
+    the profile's ``lr_rel`` scores within ``tolerance`` of it."""
+
+    curves: dict[float, Tensor]
+    scores: dict[float, float]
+    best: float
+    profile_lr: float
+    profile_score: float
+    ok: bool
+
+
+def step_size_check(
+    models: Mapping[str, Callable[[Tensor, Tensor], Tensor]],
+    data: SliceSet,
+    eps: EpsLike,
+    settings: Mapping[tuple[str, float], AttackSettings],
+    *,
+    profile: str,
+    profile_lr: float,
+    batch_size: int | None = 8,
+    tolerance: float = 0.01,
+    cache: AttackCache | None = None,
+) -> StepSizeCheck:
+    """Attack ``data`` at ``eps`` with every ``settings[(model name, lr_rel)]`` (through the
+    attack cache); each step size's problems are the models' (slice, eps) pairs, in the order
+    of ``settings``."""
+    runs: dict[float, list[Tensor]] = {}
+    for (m, lr), s in settings.items():
+        r = run_whitebox(
+            models[m], m, data, eps, s, profile=profile, batch_size=batch_size, cache=cache
+        )
+        runs.setdefault(lr, []).append(r.loss_history.flatten(1))  # [steps + 1, E * B]
+    curves, scores = step_size_scores({lr: torch.cat(h, 1) for lr, h in runs.items()})
+    best = max(scores, key=scores.get)  # type: ignore[arg-type]
+    profile_score = scores.get(profile_lr, float("nan"))
+    return StepSizeCheck(
+        curves=curves,
+        scores=scores,
+        best=best,
+        profile_lr=profile_lr,
+        profile_score=profile_score,
+        ok=profile_score >= (1 - tolerance) * scores[best],
+    )
+
+
 __all__ = [
     "ROUTES",
     "Evaluation",
@@ -1116,6 +1221,10 @@ __all__ = [
     "cached_grid",
     "control_deltas",
     "convergence",
+    "convergence_check",
+    "ConvergenceCheck",
+    "StepSizeCheck",
+    "step_size_check",
     "diffusion_objective_label",
     "diffusion_objective",
     "diffusion_settings",

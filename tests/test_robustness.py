@@ -148,6 +148,33 @@ def test_convergence():
 # attacks through the orchestration
 
 
+def test_convergence_check_long_run_extends_the_short_one(data, tiny, tmp_path):
+    cache = AttackCache("t", root=tmp_path)
+    check = robustness.convergence_check(
+        tiny, "tiny", data, 0.05, _settings(3), _settings(9), profile="t", cache=cache
+    )
+    assert (check.steps, check.long_steps) == (3, 9)
+    assert check.history.shape == (10, len(data))
+    # the long run repeats the short one's first steps, so it can only add damage (damage is
+    # the change from the clean reconstruction; PSNR against the truth may move either way)
+    assert (check.gain >= 0).all() and (check.gain > 0).any()
+    assert check.psnr_short.shape == check.psnr_long.shape == (len(data),)
+    assert torch.isfinite(check.psnr_long).all()
+
+
+def test_step_size_check_scores_and_verdict(data, tiny, tmp_path):
+    cache = AttackCache("t", root=tmp_path)
+    settings = {("tiny", lr): _settings(4, lr_rel=lr) for lr in (0.3, 1.0, 3.0)}
+    check = robustness.step_size_check(
+        {"tiny": tiny}, data, [0.02, 0.05], settings, profile="t", profile_lr=1.0, cache=cache
+    )
+    assert set(check.scores) == {0.3, 1.0, 3.0}
+    assert all(0 < v <= 1 + 1e-12 for v in check.scores.values())
+    assert check.scores[check.best] == max(check.scores.values())
+    assert check.curves[1.0].shape == (5, 2 * len(data))
+    assert check.ok == (check.profile_score >= 0.99 * check.scores[check.best])
+
+
 @pytest.mark.parametrize("which", ["zero_filled", "tiny"])
 def test_bound_holds_for_every_eps_and_model(data, tiny, which, tmp_path):
     model = ZeroFilled() if which == "zero_filled" else tiny
