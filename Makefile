@@ -48,7 +48,7 @@ $(STAMP): pyproject.toml requirements-lock.txt
 venv: $(STAMP)
 
 figures: venv
-	$(PYTHON) -m mripkg.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
+	$(PYTHON) -m mripkg.app.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
 		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(foreach p,$(PARAMS),--param $(p))
 
 lock:
@@ -56,7 +56,7 @@ lock:
 	$(PYTHON) tools/lock.py
 
 readme: venv
-	$(PYTHON) -m mripkg.readme
+	$(PYTHON) -m mripkg.report.readme
 
 test: venv
 	rm -rf runs/smoke
@@ -67,13 +67,13 @@ test: venv
 		--nbval-cell-timeout=900 notebooks/
 
 weights: venv
-	$(PYTHON) -m mripkg.train --profile $(PROFILE) --all --ship
+	$(PYTHON) -m mripkg.training.train --profile $(PROFILE) --all --ship
 
 lab: venv
 	$(BIN)/jupyter lab notebooks/
 
 bench: venv
-	$(PYTHON) -m mripkg.bench --profile $(PROFILE)
+	$(PYTHON) -m mripkg.app.bench --profile $(PROFILE)
 
 clean:
 	rm -rf build runs/smoke .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """mripkg.analysis: flattening and comparing result files."""
 
-from mripkg.analysis import flatten_numbers, moved_numbers
+from mripkg.report.moved import flatten_numbers, moved_numbers
 
 
 def test_flatten_numbers_keys_every_number_by_its_path():

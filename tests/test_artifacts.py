@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mripkg import artifacts, figures
+from mripkg.evaluation import artifacts
+from mripkg.report import figures
 
 matplotlib.use("Agg")
 

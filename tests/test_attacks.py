@@ -382,7 +382,7 @@ def _rewrite_entry(path, change) -> None:
     the new sha256: a consistent entry whose *contents* are wrong."""
     from safetensors.torch import load_file, save_file
 
-    from mripkg.checkpoints import sha256_file
+    from mripkg.io import sha256_file
 
     raw = load_file(str(path))
     change(raw)

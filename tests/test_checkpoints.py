@@ -5,16 +5,16 @@ import json
 import pytest
 import torch
 
-from mripkg.checkpoints import (
+from mripkg.data import load_dataset
+from mripkg.profiles import SMOKE
+from mripkg.training.checkpoints import (
     CheckpointError,
     load_training_state,
     load_weights,
     save_training_state,
     save_weights,
 )
-from mripkg.data import load_dataset
-from mripkg.profiles import SMOKE
-from mripkg.train import train_model
+from mripkg.training.train import train_model
 
 META = {"profile": "smoke", "model": "toy", "config": {"width": 3}}
 
@@ -96,7 +96,7 @@ def test_state_from_other_steps_or_data_is_not_reused(tmp_path, capsys):
 
 @pytest.mark.parametrize("steps", [-5, 0])
 def test_steps_must_be_positive(tmp_path, steps, capsys):
-    from mripkg.train import main
+    from mripkg.training.train import main
 
     with pytest.raises(ValueError, match="positive"):
         train_model("ddpm", SMOKE, out_dir=tmp_path, steps=steps, progress=False)
@@ -134,7 +134,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
 
 def test_portable_resume_point_continues_training(tmp_path):
-    from mripkg.train import export_resume_state
+    from mripkg.training.train import export_resume_state
 
     ds = load_dataset(SMOKE)
     train_model("ddpm", SMOKE, ds, out_dir=tmp_path / "a", steps=8, stop_at=4, progress=False)

@@ -12,8 +12,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from mripkg import artifacts, claims, metrics
-from mripkg.robustness import Evaluation
+from mripkg import metrics
+from mripkg.evaluation import artifacts, stats
+from mripkg.evaluation.scoring import Evaluation
+from mripkg.report import claims
 
 N = 48
 
@@ -27,29 +29,29 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def test_excess_over_control_is_a_paired_t_interval():
-    clear = claims.excess_over_control(torch.tensor([2.0, 2.1, 1.9]), torch.zeros(3))
+    clear = stats.excess_over_control(torch.tensor([2.0, 2.1, 1.9]), torch.zeros(3))
     assert clear["clear"] and abs(clear["excess"] - 2.0) < 1e-6
     assert clear["low"] < 2.0 < clear["high"] and clear["p"] < 0.01
-    noisy = claims.excess_over_control(torch.tensor([1.0, -1.0, 0.2]), torch.zeros(3))
+    noisy = stats.excess_over_control(torch.tensor([1.0, -1.0, 0.2]), torch.zeros(3))
     assert not noisy["clear"] and noisy["low"] < 0
-    tiny_effect = claims.excess_over_control(torch.full((5,), 0.05), torch.zeros(5))
+    tiny_effect = stats.excess_over_control(torch.full((5,), 0.05), torch.zeros(5))
     assert not tiny_effect["clear"]  # below the minimum effect size
     assert tiny_effect["low"] == tiny_effect["high"] == pytest.approx(0.05)
-    two = claims.excess_over_control(torch.tensor([2.0, 2.1]), torch.zeros(2))
+    two = stats.excess_over_control(torch.tensor([2.0, 2.1]), torch.zeros(2))
     assert not two["clear"]  # too few slices for a verdict
     # mean - 2 SE > 0 (the old rule) but the 95 % t interval on 4 slices reaches below 0
     d = torch.tensor([0.5, 0.1, 0.6, 0.2])
     old_rule = float(d.mean() - 2 * d.std() / 2) > 0
-    weak = claims.excess_over_control(d, torch.zeros(4))
+    weak = stats.excess_over_control(d, torch.zeros(4))
     assert old_rule and not weak["clear"] and weak["low"] < 0
-    assert claims.clear_word(two) == "too few slices"
-    assert claims.clear_word(clear) == "clear" and claims.clear_word(noisy) == "not clear"
+    assert stats.clear_word(two) == "too few slices"
+    assert stats.clear_word(clear) == "clear" and stats.clear_word(noisy) == "not clear"
     assert claims.claim_verdict([clear, clear]) == "reproduced"
     assert claims.claim_verdict([clear, noisy]) == "not reproduced"
     assert claims.claim_verdict([clear, two]).startswith("undecided")
     assert claims.claim_verdict([]).startswith("undecided")
     with pytest.raises(ValueError, match="shape"):
-        claims.excess_over_control(torch.zeros(3), torch.zeros(4))
+        stats.excess_over_control(torch.zeros(3), torch.zeros(4))
 
 
 def test_falls_with_eps():
@@ -61,17 +63,17 @@ def test_falls_with_eps():
 
 def test_intervals():
     v = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    m, lo, hi = claims.mean_interval(v)
+    m, lo, hi = stats.mean_interval(v)
     assert m == 3.0 and lo < 3.0 < hi
-    assert claims.mean_interval([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
-    assert all(math.isnan(x) for x in claims.mean_interval([1.0])[1:])
+    assert stats.mean_interval([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    assert all(math.isnan(x) for x in stats.mean_interval([1.0])[1:])
     with pytest.raises(ValueError, match="NaN"):
-        claims.mean_interval([1.0, math.nan])
-    a = claims.bootstrap_interval(lambda i: v[i].mean(-1), len(v), seed=3)
-    b = claims.bootstrap_interval(lambda i: v[i].mean(-1), len(v), seed=3)
+        stats.mean_interval([1.0, math.nan])
+    a = stats.bootstrap_interval(lambda i: v[i].mean(-1), len(v), seed=3)
+    b = stats.bootstrap_interval(lambda i: v[i].mean(-1), len(v), seed=3)
     assert a == b  # seeded
     assert a[0] == 3.0 and a[1] < 3.0 < a[2]
-    const = claims.bootstrap_interval(lambda i: np.ones(i.shape[:-1]), 6, seed=0)
+    const = stats.bootstrap_interval(lambda i: np.ones(i.shape[:-1]), 6, seed=0)
     assert const == (1.0, 1.0, 1.0)
 
 
@@ -106,7 +108,7 @@ def test_scipy_moments_and_auc_equal_the_hand_written_versions():
     old = float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
     assert artifacts.auc(neg, pos) == pytest.approx(old, abs=1e-12)
     assert artifacts.auc([0.0, 1.0], [2.0, 3.0]) == 1.0 and artifacts.auc([1.0], [1.0]) == 0.5
-    rows = claims.auc_rows(np.stack([neg.numpy()] * 2), np.stack([pos.numpy()] * 2))
+    rows = stats.auc_rows(np.stack([neg.numpy()] * 2), np.stack([pos.numpy()] * 2))
     assert rows.shape == (2,) and rows == pytest.approx([old, old])
 
 
@@ -147,12 +149,12 @@ def test_worst_window_ssim_drop_sees_a_local_distortion():
     local = clean.clone()
     patch = 0.5 + 0.1 * torch.randn(2, 1, 16, 16, generator=_gen(1), dtype=torch.float64)
     local[:, :, 10:26, 10:26] = patch.clamp(0.1, 0.8)  # inside the range: same normalisation
-    d_local = claims.worst_window_ssim_drop(clean, local, gt)
+    d_local = stats.worst_window_ssim_drop(clean, local, gt)
     whole = metrics.ssim(clean, gt) - metrics.ssim(local, gt)  # the image-wide drop
     assert d_local.shape == (2,) and (d_local > 5 * whole).all() and (whole > 0).all()
-    assert (claims.worst_window_ssim_drop(clean, clean, gt) == 0).all()
+    assert (stats.worst_window_ssim_drop(clean, clean, gt) == 0).all()
     with pytest.raises(ValueError, match="window"):
-        claims.worst_window_ssim_drop(clean, local, gt, size=N + 1)
+        stats.worst_window_ssim_drop(clean, local, gt, size=N + 1)
 
 
 def test_posterior_sd_detects_less_certain_samples():
@@ -397,7 +399,7 @@ def test_claim_monotone_rule():
     falling = 29.5 - 50 * torch.tensor(eps)[:, None] + 0.01 * torch.randn(4, 6, generator=g)
     flat = 30.0 + 0.3 * torch.randn(4, 6, generator=g)
     assert (
-        claims.slice_spearman([0.0, *eps], torch.cat([torch.full((1, 6), 30.0), falling])).max() < 0
+        stats.slice_spearman([0.0, *eps], torch.cat([torch.full((1, 6), 30.0), falling])).max() < 0
     )
     yes = claims.claim_monotone({"a": _psnr_eval(falling, eps), "b": _psnr_eval(falling, eps)})
     assert yes["verdict"] == claims.REPRODUCED and yes["rows"][0]["value"] == pytest.approx(-1.0)
@@ -407,7 +409,7 @@ def test_claim_monotone_rule():
     partly = claims.claim_monotone({"a": _psnr_eval(falling, eps), "b": _psnr_eval(flat, eps)})
     assert partly["verdict"] == claims.PARTLY
     with pytest.raises(ValueError, match="3 eps"):
-        claims.slice_spearman([0.0, 0.1], torch.zeros(2, 3))
+        stats.slice_spearman([0.0, 0.1], torch.zeros(2, 3))
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,4 +453,4 @@ def test_excess_text_says_the_interval_and_the_word():
     ev = _drop_eval([1.0, 1.2, 0.9, 1.1, 1.0], [0.2, 0.3, 0.2, 0.25, 0.2], "a", "b")
     ex, text = claims.excess_text(ev, 0.04)
     assert ex["clear"] and text.endswith(": clear") and "95 % interval [" in text
-    assert "5 slices" in text and str(claims.MIN_SLICES) in claims.clear_rule()
+    assert "5 slices" in text and str(stats.MIN_SLICES) in claims.clear_rule()

@@ -13,8 +13,11 @@ import torch
 from tiny_models import TinyNet
 from torch import nn
 
-from mripkg import explorer, reconstruction, robustness
+from mripkg import io
+from mripkg.app import explorer
+from mripkg.attacks import control
 from mripkg.data import MRIDataset, Split
+from mripkg.evaluation import attack_runs, scoring, selection, targets
 from mripkg.models import ZeroFilled
 from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
 from mripkg.physics import equispaced_mask
@@ -106,43 +109,43 @@ def runs(tmp_path_factory, test_split, models):
     root = tmp_path_factory.mktemp("runs") / "smoke"
     a = PROFILE.attack
     mask = equispaced_mask(N)
-    data = robustness.slice_set(test_split, mask, a.n_slices)
+    data = selection.slice_set(test_split, mask, a.n_slices)
     cache = explorer.AttackCache(PROFILE.name, root / "attacks")
     eps = [0.0, 0.02, 0.04, 0.08]
     attacks = {
-        m: robustness.run_whitebox(
+        m: attack_runs.run_whitebox(
             models[m],
             m,
             data,
             eps,
-            robustness.attack_settings(PROFILE, METAS[m]),
+            attack_runs.attack_settings(PROFILE, METAS[m]),
             profile=PROFILE.name,
             cache=cache,
             progress=False,
         )
         for m in ("resunetpp", "irim")
     }
-    ctl = robustness.budget_controls(data.kspace, mask, data.slice_ids, eps, seed=PROFILE.seed)
+    ctl = control.budget_controls(data.kspace, mask, data.slice_ids, eps, seed=PROFILE.seed)
     rows = []
     for s, res in attacks.items():
         for t in ("resunetpp", "irim"):
-            target = robustness.Target(t, models[t], mask)
-            ev = robustness.evaluate_attack(target, data, res, source=s, controls=ctl)
-            rows += robustness.per_slice_rows(ev)
-    d_ids = [data.slice_ids[i] for i in robustness.spread_ids(len(data), a.diffusion_slices)]
+            target = targets.Target(t, models[t], mask)
+            ev = scoring.evaluate_attack(target, data, res, source=s, controls=ctl)
+            rows += scoring.per_slice_rows(ev)
+    d_ids = [data.slice_ids[i] for i in selection.spread_ids(len(data), a.diffusion_slices)]
     ddata = data.take(d_ids)
-    dt = robustness.Target(
+    dt = targets.Target(
         "diffusion",
         models["diffusion"],
         mask,
-        weights_id=robustness.model_id(METAS["diffusion"]),
-        cache=robustness.ReconCache(root / "recons"),
+        weights_id=attack_runs.model_id(METAS["diffusion"]),
+        cache=targets.ReconCache(root / "recons"),
     )
-    sub = robustness.subset_result(attacks["resunetpp"], data, d_ids, [0.0, 0.04])
-    dctl = robustness.budget_controls(ddata.kspace, mask, d_ids, [0.0, 0.04], seed=PROFILE.seed)
-    ev = robustness.evaluate_attack(dt, ddata, sub, source="resunetpp", controls=dctl)
-    rows += robustness.per_slice_rows(ev)
-    reconstruction.write_csv(root / "metrics_transfer_per_slice.csv", rows)
+    sub = selection.subset_result(attacks["resunetpp"], data, d_ids, [0.0, 0.04])
+    dctl = control.budget_controls(ddata.kspace, mask, d_ids, [0.0, 0.04], seed=PROFILE.seed)
+    ev = scoring.evaluate_attack(dt, ddata, sub, source="resunetpp", controls=dctl)
+    rows += scoring.per_slice_rows(ev)
+    io.write_csv(root / "metrics_transfer_per_slice.csv", rows)
     return {"root": root, "d_ids": d_ids, "diffusion_eval": ev}
 
 

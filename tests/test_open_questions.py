@@ -9,11 +9,13 @@ import torch
 from tiny_models import tiny_diffusion
 from torch import Tensor
 
-from mripkg import claims, figures, open_questions, robustness
-from mripkg.attacks import kspace_attack
+from mripkg.attacks import control, kspace_attack
+from mripkg.evaluation import scoring, selection, summaries, targets
+from mripkg.experiments import open_questions
 from mripkg.models import MODEL_LABELS, TVReconstructor
 from mripkg.models.ddpm import DiffusionReconstructor
 from mripkg.physics import equispaced_mask
+from mripkg.report import figures
 
 matplotlib.use("Agg")
 N = 32
@@ -47,8 +49,8 @@ def mask() -> Tensor:
 
 
 @pytest.fixture(scope="module")
-def data(mask) -> robustness.SliceSet:
-    return robustness.slice_set(_Split(_discs(4)), mask, n=4)
+def data(mask) -> selection.SliceSet:
+    return selection.slice_set(_Split(_discs(4)), mask, n=4)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,8 @@ def test_subset_slices(data) -> None:
 
 
 def test_mean_target_averages_cached_draws(data, diff, tmp_path) -> None:
-    cache = robustness.ReconCache(tmp_path)
-    base = robustness.Target("diffusion", diff, data.mask, cache=cache)
+    cache = targets.ReconCache(tmp_path)
+    base = targets.Target("diffusion", diff, data.mask, cache=cache)
     mean = open_questions.MeanTarget("diffusion_mean", base, 3)
     assert mean.seed == base.seed and len(mean.parts) == 3
     assert len(mean.pending_keys(data.y, data.slice_ids)) == 3 * len(data)
@@ -77,13 +79,13 @@ def test_mean_target_averages_cached_draws(data, diff, tmp_path) -> None:
     assert base.pending(data.y, data.slice_ids) == 0
     assert not torch.allclose(out, draws[0], atol=1e-4)
     with pytest.raises(ValueError, match="deterministic"):
-        open_questions.MeanTarget("m", robustness.Target("tv", TVReconstructor(0.01), data.mask), 2)
+        open_questions.MeanTarget("m", targets.Target("tv", TVReconstructor(0.01), data.mask), 2)
     with pytest.raises(ValueError, match="n_samples"):
         open_questions.MeanTarget("m", base, 0)
 
 
 def test_tv_diffusion_target(data, diff, tmp_path) -> None:
-    base = robustness.Target("diffusion", diff, data.mask, cache=robustness.ReconCache(tmp_path))
+    base = targets.Target("diffusion", diff, data.mask, cache=targets.ReconCache(tmp_path))
     tvd = open_questions.tv_diffusion_target(base, 0.1, 5)
     assert tvd.name == "tv_diffusion" and tvd.seed == base.seed and "tv=0.1" in tvd.tag
     assert tvd.model.net is diff.net and diff.tv_weight == 0.0  # the base model is untouched
@@ -93,7 +95,7 @@ def test_tv_diffusion_target(data, diff, tmp_path) -> None:
         open_questions.tv_diffusion_target(base, 0.0)
     with pytest.raises(ValueError, match="not a diffusion"):
         open_questions.tv_diffusion_target(
-            robustness.Target("tv", TVReconstructor(0.01), data.mask), 0.1
+            targets.Target("tv", TVReconstructor(0.01), data.mask), 0.1
         )
 
 
@@ -111,9 +113,9 @@ def test_drop_table_rows_and_figure(data) -> None:
         generator=torch.Generator().manual_seed(0),
         progress=False,
     )
-    ctl = robustness.budget_controls(data.kspace, data.mask, data.slice_ids, eps, seed=0)
-    target = robustness.Target("tv", tv, data.mask)
-    evals = {("tv", "tv"): robustness.evaluate_attack(target, data, res, source="tv", controls=ctl)}
+    ctl = control.budget_controls(data.kspace, data.mask, data.slice_ids, eps, seed=0)
+    target = targets.Target("tv", tv, data.mask)
+    evals = {("tv", "tv"): scoring.evaluate_attack(target, data, res, source="tv", controls=ctl)}
     table = open_questions.drop_table(evals, ["tv", "diffusion"], ["tv"], (0.04, 0.08))
     assert set(table) == {"tv"}  # no evaluation of the diffusion target: left out
     row = table["tv"]
@@ -125,7 +127,7 @@ def test_drop_table_rows_and_figure(data) -> None:
     rows = open_questions.table_rows(table, MODEL_LABELS, ["tv"], (0.04, 0.08))
     assert rows[0]["model"] == "TV" and rows[0]["from TV 0.08"] == "-"
     fig = figures.plot_open_questions(
-        {"tv": claims.whitebox_summary(ev)}, table, ["tv"], 0.08, [("gt", data.images[0])]
+        {"tv": summaries.whitebox_summary(ev)}, table, ["tv"], 0.08, [("gt", data.images[0])]
     )
     assert len(fig.axes) == 3
     plt.close(fig)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mripkg.paper_gpu import OnDevice, reduced_profile
+from mripkg.app.paper_gpu import OnDevice, reduced_profile
 from mripkg.profiles import PAPER, SMOKE
 from tests.tiny_models import TinyNet
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mripkg.models.ddpm import DiffusionReconstructor, NoiseSchedule, ddpm_loss
 from mripkg.physics import equispaced_mask, fft2c, undersample
 from mripkg.profiles import PAPER
-from mripkg.train import build_model
+from mripkg.training.train import build_model
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import mripkg
-from mripkg import bench, paths, readme, reproduce, train
+from mripkg import paths
+from mripkg.app import bench, reproduce
 from mripkg.data import load_dataset
 from mripkg.profiles import (
     PROFILE_ENV,
@@ -23,6 +24,8 @@ from mripkg.profiles import (
     progress_disabled,
     with_overrides,
 )
+from mripkg.report import readme
+from mripkg.training import train
 
 # ------------------------------------------------------------------------------------------
 # progress

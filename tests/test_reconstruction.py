@@ -6,19 +6,19 @@ import pytest
 import torch
 
 from mripkg.data import load_dataset
-from mripkg.models import ZeroFilled
-from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
-from mripkg.physics import equispaced_mask
-from mripkg.profiles import SMOKE
-from mripkg.reconstruction import (
+from mripkg.evaluation.clean import (
     evaluate_split,
     measure,
     per_slice_rows,
     reconstruct,
     seed_spread,
     summarize,
-    write_csv,
 )
+from mripkg.io import write_csv
+from mripkg.models import ZeroFilled
+from mripkg.models.ddpm import DiffusionReconstructor, EpsUNet
+from mripkg.physics import equispaced_mask
+from mripkg.profiles import SMOKE
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +81,8 @@ def test_diffusion_reconstruction_does_not_depend_on_batching(test_split):
 
 
 def test_out_of_domain_table(tmp_path):
-    from mripkg.reconstruction import (
-        format_out_of_domain,
-        out_of_domain_splits,
-        out_of_domain_summary,
-        out_of_domain_table,
-    )
+    from mripkg.experiments.out_of_domain import out_of_domain_splits, out_of_domain_table
+    from mripkg.report.tables import format_out_of_domain, out_of_domain_summary
 
     splits = out_of_domain_splits(SMOKE)
     test = load_dataset(SMOKE)["test"]

@@ -11,8 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mripkg.paths import REPO_ROOT, build_dir, figures_dir, run_dir
-from mripkg.reproduce import (
+from mripkg.app.reproduce import (
     MemoryWatch,
     declared_params,
     discover,
@@ -20,6 +19,7 @@ from mripkg.reproduce import (
     parse_params,
     select,
 )
+from mripkg.paths import REPO_ROOT, build_dir, figures_dir, run_dir
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

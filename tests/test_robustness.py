@@ -13,12 +13,14 @@ import torch
 from tiny_models import TinyNet, tiny_diffusion
 from torch import Tensor
 
-from mripkg import claims, figures, robustness
-from mripkg.analysis import all_finite, write_json
-from mripkg.attacks import AttackCache, AttackSettings
+from mripkg.attacks import AttackCache, AttackSettings, control
+from mripkg.evaluation import attack_runs, scoring, selection, summaries, targets
+from mripkg.experiments import whitebox
+from mripkg.io import all_finite, write_json
 from mripkg.models import ZeroFilled
 from mripkg.models.ddpm import DiffusionReconstructor
 from mripkg.physics import equispaced_mask, kspace_norm
+from mripkg.report import figures
 
 matplotlib.use("Agg")
 
@@ -75,8 +77,8 @@ def mask() -> Tensor:
 
 
 @pytest.fixture(scope="module")
-def data(mask) -> robustness.SliceSet:
-    return robustness.slice_set(_Split(_phantoms(5)), mask, n=3)
+def data(mask) -> selection.SliceSet:
+    return selection.slice_set(_Split(_phantoms(5)), mask, n=3)
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +108,19 @@ def _rel_norm(delta: Tensor, kspace: Tensor) -> Tensor:
 
 
 def test_eps_key_spread_merge():
-    assert robustness.eps_key(0.04) == "0.04"
-    assert robustness.eps_key(0.0) == "0.00"
-    assert robustness.eps_key(0.005) == "0.005"
-    assert robustness.eps_key(0.1 + 0.2 - 0.3 + 0.04) == "0.04"
-    assert robustness.spread_ids(16, 8) == [0, 2, 4, 6, 9, 11, 13, 15]
-    assert robustness.spread_ids(4, 9) == [0, 1, 2, 3]
-    assert robustness.spread_ids(4, 2) == [0, 3]
-    assert robustness.merge_eps((0.0, 0.02), [0.01, 0.02], 0.04) == [0.0, 0.01, 0.02, 0.04]
-    assert robustness.merge_eps((0.02,), [], ()) == [0.02]
+    assert selection.eps_key(0.04) == "0.04"
+    assert selection.eps_key(0.0) == "0.00"
+    assert selection.eps_key(0.005) == "0.005"
+    assert selection.eps_key(0.1 + 0.2 - 0.3 + 0.04) == "0.04"
+    assert selection.spread_ids(16, 8) == [0, 2, 4, 6, 9, 11, 13, 15]
+    assert selection.spread_ids(4, 9) == [0, 1, 2, 3]
+    assert selection.spread_ids(4, 2) == [0, 3]
+    assert selection.merge_eps((0.0, 0.02), [0.01, 0.02], 0.04) == [0.0, 0.01, 0.02, 0.04]
+    assert selection.merge_eps((0.02,), [], ()) == [0.02]
     with pytest.raises(ValueError):
-        robustness.merge_eps((0.01, -0.1))
-    assert robustness.model_id({"sha256": "abcdef0123456789"}) == "abcdef012345"
-    assert robustness.model_id({}) == ""
+        selection.merge_eps((0.01, -0.1))
+    assert attack_runs.model_id({"sha256": "abcdef0123456789"}) == "abcdef012345"
+    assert attack_runs.model_id({}) == ""
 
 
 def test_slice_set(data, mask):
@@ -134,14 +136,14 @@ def test_transfer_eps():
     from mripkg.profiles import PROFILES
 
     q = PROFILES["quick"]
-    grid = robustness.transfer_eps(q, [0.005])
+    grid = selection.transfer_eps(q, [0.005])
     assert grid[0] == 0.0 and 0.005 in grid and q.attack.route_eps in grid
     assert grid == sorted(grid) and set(q.attack.eps_grid) <= set(grid)
 
 
 def test_convergence():
     hist = torch.tensor([[0.0], [3.0], [2.0], [5.0]])
-    assert robustness.convergence(hist, [0, 2, 3, 99]).flatten().tolist() == [0, 3, 5, 5]
+    assert whitebox.convergence(hist, [0, 2, 3, 99]).flatten().tolist() == [0, 3, 5, 5]
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def test_convergence():
 
 def test_convergence_check_long_run_extends_the_short_one(data, tiny, tmp_path):
     cache = AttackCache("t", root=tmp_path)
-    check = robustness.convergence_check(
+    check = whitebox.convergence_check(
         tiny, "tiny", data, 0.05, _settings(3), _settings(9), profile="t", cache=cache
     )
     assert (check.steps, check.long_steps) == (3, 9)
@@ -165,7 +167,7 @@ def test_convergence_check_long_run_extends_the_short_one(data, tiny, tmp_path):
 def test_step_size_check_scores_and_verdict(data, tiny, tmp_path):
     cache = AttackCache("t", root=tmp_path)
     settings = {("tiny", lr): _settings(4, lr_rel=lr) for lr in (0.3, 1.0, 3.0)}
-    check = robustness.step_size_check(
+    check = whitebox.step_size_check(
         {"tiny": tiny}, data, [0.02, 0.05], settings, profile="t", profile_lr=1.0, cache=cache
     )
     assert set(check.scores) == {0.3, 1.0, 3.0}
@@ -179,7 +181,7 @@ def test_step_size_check_scores_and_verdict(data, tiny, tmp_path):
 def test_bound_holds_for_every_eps_and_model(data, tiny, which, tmp_path):
     model = ZeroFilled() if which == "zero_filled" else tiny
     cache = AttackCache("t", root=tmp_path)
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         model, which, data, EPS, _settings(), profile="t", batch_size=4, cache=cache
     )
     assert res.delta.shape == (len(EPS), len(data), 1, N, N)
@@ -187,55 +189,55 @@ def test_bound_holds_for_every_eps_and_model(data, tiny, which, tmp_path):
     eps = torch.tensor(EPS, dtype=torch.float64)[:, None]
     assert (rel <= eps * (1 + 1e-6)).all()
     assert (res.delta[0] == 0).all() and torch.equal(res.y_adv[0], data.y)
-    assert robustness.budget_gap(res) < 1e-3  # the attack uses its budget
+    assert control.budget_gap(res) < 1e-3  # the attack uses its budget
     # cached results reload identically through the orchestration, with no model at all
-    again = robustness.run_whitebox(
+    again = attack_runs.run_whitebox(
         model, which, data, EPS, _settings(), profile="t", batch_size=2, cache=cache
     )
     assert again.equal(res)
-    grid = robustness.cached_grid(which, data, EPS, _settings(), profile="t", cache=cache)
+    grid = attack_runs.cached_grid(which, data, EPS, _settings(), profile="t", cache=cache)
     assert grid is not None and grid.equal(res)
-    assert robustness.missing_pairs(which, data, EPS, _settings(), profile="t", cache=cache) == 0
-    assert robustness.missing_pairs(which, data, EPS, _settings(5), profile="t", cache=cache) == 6
-    assert robustness.cached_grid(which, data, EPS, _settings(5), profile="t", cache=cache) is None
+    assert attack_runs.missing_pairs(which, data, EPS, _settings(), profile="t", cache=cache) == 0
+    assert attack_runs.missing_pairs(which, data, EPS, _settings(5), profile="t", cache=cache) == 6
+    assert attack_runs.cached_grid(which, data, EPS, _settings(5), profile="t", cache=cache) is None
 
 
 def test_diffusion_whitebox_bound_and_cache(data, diff, tmp_path):
     cache = AttackCache("t", root=tmp_path)
     one = data.take([2])
-    label = robustness.diffusion_objective_label(2, diff.seed)
+    label = attack_runs.diffusion_objective_label(2, diff.seed)
     settings = _settings(2, objective=label)
-    res = robustness.run_diffusion_whitebox(
+    res = attack_runs.run_diffusion_whitebox(
         diff, one, (0.0, 0.04), settings, profile="t", steps=2, cache=cache
     )
     rel = _rel_norm(res.delta, one.kspace)
     assert rel[0, 0] == 0 and 0.039 < float(rel[1, 0]) <= 0.04 * (1 + 1e-6)
     assert res.best_damage[1, 0] > 0
-    again = robustness.run_diffusion_whitebox(
+    again = attack_runs.run_diffusion_whitebox(
         diff, one, (0.0, 0.04), settings, profile="t", steps=2, cache=cache
     )
     assert again.equal(res)
     assert all(p.requires_grad is False for p in diff.parameters())
     with pytest.raises(ValueError, match="objective"):
-        robustness.run_diffusion_whitebox(
+        attack_runs.run_diffusion_whitebox(
             diff, one, (0.04,), _settings(2, objective="x"), profile="t", steps=2, cache=cache
         )
 
 
 def test_diffusion_whitebox_expectation_over_noise(data, diff, tmp_path):
-    assert robustness.diffusion_objective_label(2, 0) == "fixed-noise-2-seed0"
-    assert robustness.diffusion_objective_label(2, 0, 1) == "fixed-noise-2-seed0"
-    assert robustness.diffusion_objective_label(2, 0, 3) == "fixed-noise-2-seed0-eot3"
+    assert attack_runs.diffusion_objective_label(2, 0) == "fixed-noise-2-seed0"
+    assert attack_runs.diffusion_objective_label(2, 0, 1) == "fixed-noise-2-seed0"
+    assert attack_runs.diffusion_objective_label(2, 0, 3) == "fixed-noise-2-seed0-eot3"
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="samples"):
-            robustness.diffusion_objective_label(2, 0, bad)
+            attack_runs.diffusion_objective_label(2, 0, bad)
     cache = AttackCache("t", root=tmp_path)
     one = data.take([2])
-    s1 = _settings(2, objective=robustness.diffusion_objective_label(2, diff.seed))
-    s2 = _settings(2, objective=robustness.diffusion_objective_label(2, diff.seed, 2))
+    s1 = _settings(2, objective=attack_runs.diffusion_objective_label(2, diff.seed))
+    s2 = _settings(2, objective=attack_runs.diffusion_objective_label(2, diff.seed, 2))
     kw = {"profile": "t", "steps": 2, "cache": cache}
-    fixed = robustness.run_diffusion_whitebox(diff, one, (0.04,), s1, **kw)
-    eot = robustness.run_diffusion_whitebox(diff, one, (0.04,), s2, samples=2, **kw)
+    fixed = attack_runs.run_diffusion_whitebox(diff, one, (0.04,), s1, **kw)
+    eot = attack_runs.run_diffusion_whitebox(diff, one, (0.04,), s2, samples=2, **kw)
     assert float(_rel_norm(eot.delta, one.kspace)[0, 0]) <= 0.04 * (1 + 1e-6)
     assert not torch.equal(eot.delta, fixed.delta)  # another objective, another perturbation
     # the summed objective over two draws exceeds the single-draw damage at the same delta
@@ -249,13 +251,13 @@ def test_diffusion_whitebox_expectation_over_noise(data, diff, tmp_path):
     per_draw = [float(d.pow(2).sum()) for d in draws]
     assert float(eot.best_damage[0, 0]) == pytest.approx(sum(per_draw), rel=1e-4)
     with pytest.raises(ValueError, match="objective"):  # settings of one draw, two draws asked
-        robustness.run_diffusion_whitebox(diff, one, (0.04,), s1, samples=2, **kw)
+        attack_runs.run_diffusion_whitebox(diff, one, (0.04,), s1, samples=2, **kw)
 
 
 def test_short_vs_full_sampler_rows(data, diff, mask, tmp_path):
     one = data.take([2])
-    label = robustness.diffusion_objective_label(2, diff.seed)
-    res = robustness.run_diffusion_whitebox(
+    label = attack_runs.diffusion_objective_label(2, diff.seed)
+    res = attack_runs.run_diffusion_whitebox(
         diff,
         one,
         (0.0, 0.04),
@@ -264,29 +266,29 @@ def test_short_vs_full_sampler_rows(data, diff, mask, tmp_path):
         steps=2,
         cache=AttackCache("t", root=tmp_path),
     )
-    ctl = robustness.control_deltas(res, mask, one.slice_ids, seed=0)
-    full = claims.whitebox_summary(
-        robustness.evaluate_attack(
-            robustness.Target("diffusion", diff, mask), one, res, source="diffusion", controls=ctl
+    ctl = control.control_deltas(res, mask, one.slice_ids, seed=0)
+    full = summaries.whitebox_summary(
+        scoring.evaluate_attack(
+            targets.Target("diffusion", diff, mask), one, res, source="diffusion", controls=ctl
         )
     )
-    rows = robustness.short_vs_full_sampler(diff, one, res, ctl, full, steps=2)
+    rows = whitebox.short_vs_full_sampler(diff, one, res, ctl, full, steps=2)
     assert [r["eps"] for r in rows] == list(full) == ["0.00", "0.04"]
     assert rows[0]["short sampler"] == rows[0]["control (short)"] == 0
     assert rows[1]["full sampler"] == round(full["0.04"]["psnr_drop_mean"], 2)
     # the short sampler with the attack's noise is the objective the attack maximised
-    obj = robustness.diffusion_objective(diff, 2, 2)
+    obj = attack_runs.diffusion_objective(diff, 2, 2)
     with torch.no_grad():
         change = obj(res.y_adv[1], mask) - obj(one.y, mask)
     assert float(change.pow(2).sum()) == pytest.approx(float(res.best_damage[1, 0]), rel=1e-4)
 
 
 def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
     )
-    ctl = robustness.control_deltas(res, mask, data.slice_ids, seed=3)
-    bud = robustness.budget_controls(data.kspace, mask, data.slice_ids, EPS, seed=3)
+    ctl = control.control_deltas(res, mask, data.slice_ids, seed=3)
+    bud = control.budget_controls(data.kspace, mask, data.slice_ids, EPS, seed=3)
     assert ctl.shape == bud.shape == res.delta.shape
     n_adv = _rel_norm(res.delta, data.kspace)
     assert torch.allclose(_rel_norm(ctl, data.kspace), n_adv, rtol=1e-5, atol=0)
@@ -298,7 +300,7 @@ def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
     unit = ctl[1:] / _rel_norm(ctl, data.kspace)[1:, :, None, None, None]
     unit_b = bud[1:] / _rel_norm(bud, data.kspace)[1:, :, None, None, None]
     assert torch.allclose(unit, unit_b, atol=1e-5)
-    other = robustness.budget_controls(data.kspace, mask, data.slice_ids, EPS, seed=4)
+    other = control.budget_controls(data.kspace, mask, data.slice_ids, EPS, seed=4)
     assert not torch.allclose(other[1:], bud[1:])
 
 
@@ -307,19 +309,19 @@ def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
 
 
 def test_eps_zero_changes_nothing(data, tiny, tmp_path):
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
     )
-    target = robustness.Target("tiny", tiny, data.mask, memo=False)
-    ctl = robustness.control_deltas(res, data.mask, data.slice_ids, seed=0)
-    ev = robustness.evaluate_attack(target, data, res, source="tiny", controls=ctl)
+    target = targets.Target("tiny", tiny, data.mask, memo=False)
+    ctl = control.control_deltas(res, data.mask, data.slice_ids, seed=0)
+    ev = scoring.evaluate_attack(target, data, res, source="tiny", controls=ctl)
     assert torch.equal(ev.adv[0], ev.clean) and torch.equal(ev.rand[0], ev.clean)
     assert torch.equal(ev.psnr[0], ev.psnr_clean) and (ev.psnr_drop[0] == 0).all()
     assert (ev.change[0] == 0).all() and torch.isnan(ev.amplification[0]).all()
     # the attack hurts its own model and moves it more than noise of the same norm
     assert (ev.change[1:] > 0).all()
     assert (ev.change[-1] > ev.change_rand[-1]).all()
-    s = claims.whitebox_summary(ev)
+    s = summaries.whitebox_summary(ev)
     assert s["0.00"]["amplification"] is None
     assert s["0.00"]["psnr_mean"] == s["0.00"]["random_psnr_mean"]
     assert s["0.04"]["amplification"] > 0
@@ -328,11 +330,11 @@ def test_eps_zero_changes_nothing(data, tiny, tmp_path):
 def test_zero_filled_amplification_is_about_one(data, tmp_path):
     """|F^-1 (y + M delta)| - |F^-1 y| is at most |F^-1 M delta| pixelwise: amplification <= 1."""
     zf = ZeroFilled()
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         zf, "zero_filled", data, EPS, _settings(), profile="t", cache=AttackCache("t", tmp_path)
     )
-    ev = robustness.evaluate_attack(
-        robustness.Target("zero_filled", zf, data.mask), data, res, source="zero_filled"
+    ev = scoring.evaluate_attack(
+        targets.Target("zero_filled", zf, data.mask), data, res, source="zero_filled"
     )
     amp = ev.amplification[1:]
     assert (amp <= 1 + 1e-5).all() and (amp > 0.3).all()
@@ -342,9 +344,9 @@ def test_zero_filled_amplification_is_about_one(data, tmp_path):
 def test_transfer_uses_the_same_sampler_noise(data, diff, memo):
     """The clean measurement sent through the transfer path gives exactly the clean
     reconstruction: same noise per slice for clean and perturbed input."""
-    target = robustness.Target("diffusion", diff, data.mask, batch_size=2, memo=memo)
+    target = targets.Target("diffusion", diff, data.mask, batch_size=2, memo=memo)
     y_same = torch.stack([data.y, data.y.clone()])
-    ev = robustness.evaluate(
+    ev = scoring.evaluate(
         target, data.images, data.y, y_same, (0.01, 0.02), data.slice_ids, source="x"
     )
     assert torch.equal(ev.adv[0], ev.clean) and torch.equal(ev.adv[1], ev.clean)
@@ -359,16 +361,16 @@ def test_transfer_uses_the_same_sampler_noise(data, diff, memo):
 
 
 def test_recon_cache_reloads_identically(data, diff, tmp_path):
-    cache = robustness.ReconCache(tmp_path / "recons")
-    t1 = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
+    cache = targets.ReconCache(tmp_path / "recons")
+    t1 = targets.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
     first = t1(data.y, data.slice_ids)
     assert t1.computed == len(data)
-    t2 = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
+    t2 = targets.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
     assert t2.pending(data.y, data.slice_ids) == 0
     again = t2(data.y, data.slice_ids)
     assert t2.computed == 0 and torch.equal(again, first)
     # other weights, other seed or another measurement are other entries
-    t3 = robustness.Target("diffusion", diff, data.mask, weights_id="v", cache=cache)
+    t3 = targets.Target("diffusion", diff, data.mask, weights_id="v", cache=cache)
     assert t3.pending(data.y, data.slice_ids) == len(data)
     assert t1.with_seed(seed=1).pending(data.y, data.slice_ids) == len(data)
     assert t2.pending(data.y * 1.01, data.slice_ids) == len(data)
@@ -376,32 +378,32 @@ def test_recon_cache_reloads_identically(data, diff, tmp_path):
     assert t2.pending(data.y + torch.zeros((), dtype=data.y.dtype), data.slice_ids) == 0
 
 
-def _entries(cache: robustness.ReconCache) -> list:
+def _entries(cache: targets.ReconCache) -> list:
     return sorted(cache.root.glob("*/*.safetensors"))
 
 
 def test_recon_cache_detects_a_zeroed_quarter_and_recomputes(data, diff, tmp_path):
-    cache = robustness.ReconCache(tmp_path / "recons")
-    first = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)(
+    cache = targets.ReconCache(tmp_path / "recons")
+    first = targets.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)(
         data.y, data.slice_ids
     )
     p = _entries(cache)[1]
     raw = bytearray(p.read_bytes())
     raw[-len(raw) // 4 :] = bytes(len(raw) // 4)  # header intact, the data's last quarter zero
     p.write_bytes(bytes(raw))
-    t = robustness.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
+    t = targets.Target("diffusion", diff, data.mask, weights_id="w", cache=cache)
     assert t.pending(data.y, data.slice_ids) == 1
     with pytest.warns(UserWarning, match="sha256 does not match"):
         again = t(data.y, data.slice_ids)
     assert t.computed == 1
     # recomputed alone instead of in a batch: equal up to the float rounding of batching
     assert torch.allclose(again, first, atol=2e-4)
-    assert robustness.ReconCache(tmp_path / "recons").is_valid(p.parent.name, p.stem)
+    assert targets.ReconCache(tmp_path / "recons").is_valid(p.parent.name, p.stem)
 
 
 @pytest.mark.parametrize("sidecar", ["null", "[]", "{", '{"format": "other"}'])
 def test_recon_cache_sidecar_that_is_not_an_object_is_corrupt(data, tmp_path, sidecar):
-    cache = robustness.ReconCache(tmp_path)
+    cache = targets.ReconCache(tmp_path)
     x = torch.rand(1, 8, 8)
     cache.save("m", "k1", x)
     assert torch.equal(cache.load("m", "k1", (1, 8, 8)), x)
@@ -417,7 +419,7 @@ def test_recon_cache_sidecar_that_is_not_an_object_is_corrupt(data, tmp_path, si
 def test_recon_cache_legacy_entries_are_recomputed_unless_adopted(data, tmp_path):
     from safetensors.torch import save_file
 
-    cache = robustness.ReconCache(tmp_path)
+    cache = targets.ReconCache(tmp_path)
     good, bad = torch.rand(1, 8, 8), torch.rand(1, 8, 8)
     bad[0, 0, 0] = float("nan")
     (tmp_path / "m").mkdir()
@@ -431,34 +433,34 @@ def test_recon_cache_legacy_entries_are_recomputed_unless_adopted(data, tmp_path
 
 
 def test_image_route_clean_reference(data, tiny, tmp_path):
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
     )
-    target = robustness.Target("tiny", tiny, data.mask)
-    bud = robustness.budget_controls(data.kspace, data.mask, data.slice_ids, EPS, seed=0)
-    ev = robustness.evaluate_attack(target, data, res, source="tiny", route="image", controls=bud)
+    target = targets.Target("tiny", tiny, data.mask)
+    bud = control.budget_controls(data.kspace, data.mask, data.slice_ids, EPS, seed=0)
+    ev = scoring.evaluate_attack(target, data, res, source="tiny", route="image", controls=bud)
     assert ev.route == "image"
     assert (ev.psnr_drop[0] == 0).all() and (ev.change[0] == 0).all()
     assert (ev.change[1:] > 0).all()
     with pytest.raises(ValueError):
-        robustness.evaluate_attack(target, data, res, source="tiny", route="nope")
+        scoring.evaluate_attack(target, data, res, source="tiny", route="nope")
 
 
 def test_json_and_csv_layout(data, tiny, tmp_path):
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
     )
     zf = ZeroFilled()
-    ctl = robustness.control_deltas(res, data.mask, data.slice_ids, seed=0)
-    bud = robustness.budget_controls(data.kspace, data.mask, data.slice_ids, EPS, seed=0)
-    wb = robustness.evaluate_attack(
-        robustness.Target("tiny", tiny, data.mask), data, res, source="tiny", controls=ctl
+    ctl = control.control_deltas(res, data.mask, data.slice_ids, seed=0)
+    bud = control.budget_controls(data.kspace, data.mask, data.slice_ids, EPS, seed=0)
+    wb = scoring.evaluate_attack(
+        targets.Target("tiny", tiny, data.mask), data, res, source="tiny", controls=ctl
     )
-    tr = robustness.evaluate_attack(
-        robustness.Target("zero_filled", zf, data.mask), data, res, source="tiny", controls=bud
+    tr = scoring.evaluate_attack(
+        targets.Target("zero_filled", zf, data.mask), data, res, source="tiny", controls=bud
     )
-    white = {"tiny": claims.whitebox_summary(wb)}
-    transfer = {"tiny": {"zero_filled": claims.transfer_summary(tr)}}
+    white = {"tiny": summaries.whitebox_summary(wb)}
+    transfer = {"tiny": {"zero_filled": summaries.transfer_summary(tr)}}
     assert set(white["tiny"]) == {"0.00", "0.01", "0.04"}
     for row in white["tiny"].values():
         assert WB_KEYS <= set(row)
@@ -471,13 +473,13 @@ def test_json_and_csv_layout(data, tiny, tmp_path):
         p = write_json(tmp_path / name, obj)  # refuses NaN
         back = json.loads(p.read_text())
         assert back == json.loads(json.dumps(obj)) and all_finite(back)
-    mat = robustness.transfer_matrix(transfer, ["tiny", "x"], ["zero_filled", "tiny"], 0.04)
+    mat = scoring.transfer_matrix(transfer, ["tiny", "x"], ["zero_filled", "tiny"], 0.04)
     assert mat.shape == (2, 2) and mat[0, 0] == row["psnr_drop"]
     assert np.isnan(mat[0, 1]) and np.isnan(mat[1]).all()
-    rows = robustness.per_slice_rows(wb) + robustness.per_slice_rows(tr)
+    rows = scoring.per_slice_rows(wb) + scoring.per_slice_rows(tr)
     assert len(rows) == 2 * len(EPS) * len(data)
     assert all(list(r) == list(rows[0]) for r in rows)
-    seeds = claims.seed_summary([tr, tr], 0.04)
+    seeds = summaries.seed_summary([tr, tr], 0.04)
     assert seeds["psnr_drop_seed_sd"] == 0.0 and len(seeds["psnr_drop_per_seed"]) == 2
     sub = tr.subset([4])
     assert sub.slice_ids == [4] and torch.equal(sub.adv[:, 0], tr.adv[:, 2])
@@ -504,15 +506,15 @@ def test_zoom_window_finds_planted_difference():
 def test_figures_draw(data, tiny, tmp_path):
     import matplotlib.pyplot as plt
 
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
     )
-    ctl = robustness.control_deltas(res, data.mask, data.slice_ids, seed=0)
-    ev = robustness.evaluate_attack(
-        robustness.Target("resunetpp", tiny, data.mask), data, res, source="x", controls=ctl
+    ctl = control.control_deltas(res, data.mask, data.slice_ids, seed=0)
+    ev = scoring.evaluate_attack(
+        targets.Target("resunetpp", tiny, data.mask), data, res, source="x", controls=ctl
     )
     fig = figures.plot_white_box(
-        {"resunetpp": ev}, {"resunetpp": res}, {"resunetpp": claims.whitebox_summary(ev)}, 1
+        {"resunetpp": ev}, {"resunetpp": res}, {"resunetpp": summaries.whitebox_summary(ev)}, 1
     )
     plt.close(fig)
     fig = figures.plot_attack_convergence(
@@ -523,27 +525,27 @@ def test_figures_draw(data, tiny, tmp_path):
         data.images[0], ev.clean[0], {0.01: ev.adv[1, 0], 0.04: ev.adv[2, 0]}, {0.01: ev.rand[1, 0]}
     )
     plt.close(fig)
-    table = {"resunetpp": {"resunetpp": claims.transfer_summary(ev)}}
+    table = {"resunetpp": {"resunetpp": summaries.transfer_summary(ev)}}
     fig = figures.plot_transfer_curves(table, ["resunetpp"], ["resunetpp", "irim"], 0.04)
     plt.close(fig)
 
 
 def test_subset_result_and_pending(data, tiny, diff, tmp_path):
-    res = robustness.run_whitebox(
+    res = attack_runs.run_whitebox(
         tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
     )
-    sub = robustness.subset_result(res, data, [4, 0], (0.04, 0.0))
+    sub = selection.subset_result(res, data, [4, 0], (0.04, 0.0))
     assert sub.eps.tolist() == [0.04, 0.0]
     assert torch.equal(sub.delta[0, 0], res.delta[2, 2]) and torch.equal(sub.y_adv[1, 1], data.y[0])
     assert sub.loss_history.shape == (res.loss_history.shape[0], 2, 2)
     part = data.take([4, 0])
-    bud = robustness.budget_controls(part.kspace, part.mask, part.slice_ids, sub.eps, seed=0)
-    target = robustness.Target("diffusion", diff, data.mask)
-    keys = robustness.pending_keys(target, part, sub, bud)
+    bud = control.budget_controls(part.kspace, part.mask, part.slice_ids, sub.eps, seed=0)
+    target = targets.Target("diffusion", diff, data.mask)
+    keys = scoring.pending_keys(target, part, sub, bud)
     # clean (2) + adversarial at 0.04 (2) + controls at 0.04 (2); eps 0 repeats the clean input
     assert len(keys) == 6
-    ev = robustness.evaluate_attack(target, part, sub, source="tiny", controls=bud)
-    assert target.computed == 6 and not robustness.pending_keys(target, part, sub, bud)
+    ev = scoring.evaluate_attack(target, part, sub, source="tiny", controls=bud)
+    assert target.computed == 6 and not scoring.pending_keys(target, part, sub, bud)
     assert torch.equal(ev.adv[1], ev.clean)
 
 
@@ -551,12 +553,12 @@ def test_step_size_scores_normalise_each_problem() -> None:
     # two problems of very different scale; lr 1 wins the first, lr 3 the second
     h1 = torch.tensor([[0.0, 0.0], [5.0, 50.0], [10.0, 60.0]])
     h3 = torch.tensor([[0.0, 0.0], [8.0, 100.0], [6.0, 90.0]])  # best-so-far keeps 8 and 100
-    curves, scores = robustness.step_size_scores({1.0: h1, 3.0: h3})
+    curves, scores = whitebox.step_size_scores({1.0: h1, 3.0: h3})
     assert scores[1.0] == pytest.approx((1.0 + 0.6) / 2)
     assert scores[3.0] == pytest.approx((0.8 + 1.0) / 2)
     assert torch.all(curves[3.0][1:] >= curves[3.0][:-1])  # best so far never falls
     assert float(torch.stack([c[-1] for c in curves.values()]).amax(0).min()) == 1.0
     with pytest.raises(ValueError, match="one \\[steps"):
-        robustness.step_size_scores({1.0: h1, 3.0: h3[:, :1]})
+        whitebox.step_size_scores({1.0: h1, 3.0: h3[:, :1]})
     with pytest.raises(ValueError, match="no step sizes"):
-        robustness.step_size_scores({})
+        whitebox.step_size_scores({})

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from mripkg import metrics
-from mripkg.checkpoints import CheckpointError, load_weights, sha256_file
 from mripkg.data import load_dataset
+from mripkg.io import sha256_file
 from mripkg.models.ddpm import DiffusionReconstructor
 from mripkg.paths import shipped_weights_dir
 from mripkg.physics import equispaced_mask, fft2c, undersample, zero_filled
 from mripkg.profiles import QUICK
-from mripkg.train import MODEL_NAMES, load_model
+from mripkg.training.checkpoints import CheckpointError, load_weights
+from mripkg.training.train import MODEL_NAMES, load_model
 
 WEIGHTS = shipped_weights_dir("quick")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mripkg.analysis import moved_numbers  # noqa: E402
+from mripkg.report.moved import moved_numbers  # noqa: E402
 
 
 def committed_json(rev: str, folder: str) -> dict[str, object]:

@@ -1,4 +1,12 @@
-"""Reconstruction models: one file per model, one shared interface (:class:`Reconstructor`)."""
+"""Stage 2, models: the reconstructors, one file per model, one shared interface
+(:class:`Reconstructor`: ``(y, mask) -> x``).
+
+Receives configurations from :mod:`mripkg.profiles` (and weights from training/); hands on
+modules that map a measurement ``y [B, 1, H, W]`` (complex) and a mask ``[W]`` to an image
+``[B, 1, H, W]`` in [0, 1].  :mod:`.ddpm` holds the DDPM prior and its samplers.
+
+Imports only the root modules.
+"""
 
 from .base import Reconstructor, ZeroFilled
 from .irim import IRIM

@@ -31,9 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .figures import FIGURE_CLAIMS, figure_files
-from .paths import (
+from .. import __version__
+from ..paths import (
     HOME_ENV,
     NOTEBOOKS_DIR,
     REPO_ROOT,
@@ -44,7 +43,8 @@ from .paths import (
     results_dir,
     run_dir,
 )
-from .profiles import PROFILE_ENV, PROFILES, cli_profile, progress_disabled
+from ..profiles import PROFILE_ENV, PROFILES, cli_profile, progress_disabled
+from ..report.figures import FIGURE_CLAIMS, figure_files
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 KERNEL = "python3"

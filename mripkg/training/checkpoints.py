@@ -12,7 +12,6 @@ Resumable training state (optimiser, EMA, step) is a separate ``torch.save`` fil
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,42 +22,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from . import __version__
+from .. import __version__
+from ..io import atomic_write_json, sha256_file
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, or from another profile or configuration."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sidecar_path(path: Path) -> Path:

@@ -6,12 +6,8 @@ The models are ``zero_filled`` (|F^-1 y|), ``resunetpp``, ``irim`` (supervised) 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,19 +16,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import metrics
-from .analysis import read_json, write_json
-from .checkpoints import atomic_write_bytes
-from .data import MRIDataset, Split, dataset_fingerprint
-from .models import MODEL_LABELS
-from .models.base import ZeroFilled
-from .models.ddpm import DiffusionReconstructor
-from .models.tv import TVReconstructor, choose_lambda
-from .paths import run_dir
-from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile, progress_disabled
-from .robustness import spread_ids
-from .train import load_or_train
+from .. import metrics
+from ..data import MRIDataset, Split, dataset_fingerprint
+from ..io import read_json, write_json
+from ..models import MODEL_LABELS
+from ..models.base import ZeroFilled
+from ..models.ddpm import DiffusionReconstructor
+from ..models.tv import TVReconstructor, choose_lambda
+from ..paths import run_dir
+from ..physics import equispaced_mask, fft2c, undersample, zero_filled
+from ..profiles import Profile, progress_disabled
+from ..training.train import load_or_train
+from .selection import spread_ids
 
 MODELS = ("zero_filled", "resunetpp", "irim", "diffusion")
 LABELS = MODEL_LABELS  # the one table of display names (mripkg.models)
@@ -200,19 +195,6 @@ def seed_spread(
     }
 
 
-def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
-    """Atomically write a list of flat dicts as CSV (columns from the first row)."""
-    if not rows:
-        raise ValueError(f"{path}: no rows to write")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue().encode())
-    return path
-
-
 def per_slice_rows(split: Split, table: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
     """Flatten ``{model: {metric: [per slice]}}`` into CSV rows (one per model and slice)."""
     rows = []
@@ -249,154 +231,66 @@ def format_table(summary: dict[str, dict[str, float]], title: str = "") -> str:
 # --------------------------------------------------------------------------------------------
 # out of domain: where the shipped models stop working
 
-#: Brightness of the outlier voxel of the stress test, in units of the volume's maximum: min-max
-#: normalisation then squeezes every slice into about [0, 1 / OUTLIER_FACTOR].
-OUTLIER_FACTOR = 4.0
-#: Intensity-scale stress: the normalised test images multiplied by this factor.
-SCALE_FACTOR = 0.5
+
+#: metric name -> convention, written next to every metrics table / JSON file
+METRIC_CONVENTIONS: dict[str, str] = {
+    "psnr": "paper: each image min-max normalised to [0, 1], data range 1 (torchmetrics)",
+    "ssim": "paper: min-max normalised, data range 1, Gaussian 11x11 window, sigma 1.5",
+    "psnr_head": "paper normalisation, mean squared error inside the head mask only",
+    "ssim_head": "paper normalisation, SSIM map averaged inside the head mask only",
+    "psnr_fastmri": "fastMRI: no normalisation, data range = max of the reference",
+    "ssim_fastmri": "fastMRI: scikit-image SSIM, 7x7 uniform window, data range = max(ref)",
+}
 
 
-def out_of_domain_splits(profile: Profile) -> dict[str, tuple[str, Split]]:
-    """The out-of-domain test conditions, all on the ``test`` slices of Colin27 (same axial
-    positions; the same head masks, except with the skull, whose masks include it):
-    ``{key: (description, split)}``.
+def zero_filled_split(split: Split, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Zero-filled reconstructions of a whole split: ``{"gt", "kspace", "y", "zf"}``
+    (images ``[N, 1, H, W]``; k-space complex)."""
+    gt = split.images
+    k = fft2c(gt)
+    y = undersample(k, mask)
+    return {"gt": gt, "kspace": k, "y": y, "zf": zero_filled(y)}
 
-    * ``test`` / ``test_robust``: skull-stripped, min-max (as in training) / robust percentile
-      normalisation (:func:`mripkg.data.normalise_volume`);
-    * ``scale_0.5``: the normalised images times :data:`SCALE_FACTOR`;
-    * ``outlier`` / ``outlier_robust``: one voxel of an unused slice at :data:`OUTLIER_FACTOR`
-      times the volume's maximum, then min-max / robust normalisation;
-    * ``skull`` / ``skull_robust``: the same brain with its skull (``ch2``, the ``test_skull``
-      split), min-max / robust.
-    """
-    from .data import embedded_path, load_volume, volume_split
 
-    cfg = profile.data
-    brain, vox = load_volume(embedded_path("colin27"))
-    head, hvox = load_volume(embedded_path("colin27_skull"))
-    base = volume_split("test", brain, vox, cfg, "colin27")
-    z = list(base.slice_index)
-    f = OUTLIER_FACTOR
+def zero_filled_metrics(split: Split, mask: torch.Tensor) -> dict[str, object]:
+    """Zero-filled PSNR/SSIM of a split, paper convention and inside the head mask:
+    per-slice values plus mean and SD (sample) of each metric."""
+    rec = zero_filled_split(split, mask)
+    per = metrics.all_metrics(rec["zf"], rec["gt"], split.masks)
+    out: dict[str, object] = {
+        "n_slices": len(split),
+        "subjects": split.subject_ids,
+    }
+    for name, values in per.items():
+        mean, sd = metrics.summarize(values)
+        out[f"{name}_mean"] = mean
+        out[f"{name}_sd"] = sd
+    out["per_slice"] = {name: [float(v) for v in values] for name, values in per.items()}
+    return out
 
-    def colin(**kw: Any) -> Split:
-        return volume_split("test", brain, vox, cfg, "colin27", z_index=z, **kw)
 
-    def skull(**kw: Any) -> Split:
-        return volume_split("test_skull", head, hvox, cfg, "colin27_skull", z_index=z, **kw)
-
+def zero_filled_example(split: Split, mask: torch.Tensor, index: int | None = None) -> dict:
+    """One slice of a split for a figure (default: the middle slice of the split's first
+    subject): ground truth, full and undersampled k-space, the zero-filled image and its
+    PSNR/SSIM (paper convention)."""
+    if index is None:
+        first = [j for j, s in enumerate(split.subjects) if s == split.subjects[0]]
+        index = first[len(first) // 2]
+    i = int(index)
+    sub = split.subset([i])
+    rec = zero_filled_split(sub, mask)
     return {
-        "test": ("skull-stripped, min-max (as trained)", base),
-        "test_robust": ("skull-stripped, robust percentiles", colin(normalise="robust")),
-        "scale_0.5": (f"skull-stripped, intensity x {SCALE_FACTOR:g}", colin(scale=SCALE_FACTOR)),
-        "outlier": (f"one outlier voxel ({f:g} x max), min-max", colin(outlier=f)),
-        "outlier_robust": (
-            f"one outlier voxel ({f:g} x max), robust percentiles",
-            colin(outlier=f, normalise="robust"),
-        ),
-        "skull": ("with skull, min-max", skull()),
-        "skull_robust": ("with skull, robust percentiles", skull(normalise="robust")),
+        **{k: v[0, 0] for k, v in rec.items()},
+        "psnr": float(metrics.psnr(rec["zf"], rec["gt"])[0]),
+        "ssim": float(metrics.ssim(rec["zf"], rec["gt"])[0]),
+        "subject": sub.subjects[0],
+        "slice_index": sub.slice_index[0],
     }
 
 
-def out_of_domain_table(
-    models: dict[str, nn.Module],
-    profile: Profile,
-    *,
-    diffusion_slices: int = 4,
-    cache_dir: str | os.PathLike | None = None,
-    weights_id: str = "",
-    batch_size: int = 8,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """PSNR / SSIM (paper convention) of every model under each condition of
-    :func:`out_of_domain_splits`.
-
-    The fast models reconstruct every test slice; the diffusion model (if in ``models``) only
-    ``diffusion_slices`` of them, evenly spread, through :class:`mripkg.robustness.Target`
-    (cached in ``cache_dir``, e.g. ``runs/<profile>/recons``; ``weights_id`` names its weights in
-    the cache key); for a like-for-like comparison every model is also scored on those slices
-    (``*_sub`` keys).  Returns ``{"rows": [...], "diffusion": {...}}``: one row per condition
-    with ``{model}_psnr`` / ``{model}_ssim`` means (and SDs over slices), and the diffusion
-    model's slice count, reconstructions computed (not from the cache) and wall time in s.
-    """
-    from .robustness import ReconCache, Target, spread_ids
-
-    mask = equispaced_mask(profile.image_size)
-    conditions = out_of_domain_splits(profile)
-    cache = ReconCache(cache_dir) if cache_dir is not None else None
-    rows: list[dict[str, Any]] = []
-    diff_info = {"slices": 0, "computed": 0, "seconds": 0.0}
-    bar = tqdm(conditions.items(), desc="out of domain", disable=progress_disabled(progress))
-    for key, (label, split) in bar:
-        y = measure(split.images, mask)
-        sub = spread_ids(len(split), diffusion_slices)
-        row: dict[str, Any] = {"condition": key, "description": label, "slices": len(split)}
-        for name, model in models.items():
-            if isinstance(model, DiffusionReconstructor):
-                target = Target(
-                    name, model, mask, batch_size=batch_size, weights_id=weights_id, cache=cache
-                )
-                t0 = time.perf_counter()
-                before = target.computed
-                x = target(y[sub], sub)
-                diff_info["seconds"] += time.perf_counter() - t0
-                diff_info["computed"] += target.computed - before
-                diff_info["slices"] = len(sub)
-                ref, xs = split.images[sub], x
-            else:
-                x = reconstruct(model, y, mask, None, batch_size)
-                ref, xs = split.images, x
-                ps = metrics.psnr(x[sub], split.images[sub])
-                row[f"{name}_psnr_sub"] = float(ps.mean())
-            ps, ss = metrics.psnr(xs, ref), metrics.ssim(xs, ref)
-            row[f"{name}_psnr"], row[f"{name}_psnr_sd"] = metrics.summarize(ps)
-            row[f"{name}_ssim"] = float(ss.mean())
-            if isinstance(model, DiffusionReconstructor):
-                row[f"{name}_psnr_sub"] = row[f"{name}_psnr"]
-        rows.append(row)
-    diff_info["seconds"] = round(diff_info["seconds"], 1)
-    return {"rows": rows, "diffusion": diff_info}
-
-
-def format_out_of_domain(result: dict[str, Any], models: Sequence[str]) -> str:
-    """Markdown table of :func:`out_of_domain_table`: PSNR dB / SSIM per model and condition
-    (the diffusion model on its subset of slices, named in the header)."""
-    n_diff = result["diffusion"]["slices"]
-    head = ["condition"] + [
-        f"{LABELS.get(m, m)}" + (f" ({n_diff} slices)" if m == "diffusion" else "") for m in models
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in result["rows"]:
-        cells = [r["description"]]
-        for m in models:
-            cells.append(f"{r[f'{m}_psnr']:.2f} / {r[f'{m}_ssim']:.3f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def out_of_domain_summary(result: dict[str, Any]) -> str:
-    """Plain sentences: for each learned model, the conditions where it is no better than
-    zero-filled on the same slices (PSNR), and its loss against the in-domain ``test`` row."""
-    rows = {r["condition"]: r for r in result["rows"]}
-    base = rows["test"]
-    out = []
-    for m in ("resunetpp", "irim", "diffusion"):
-        if f"{m}_psnr_sub" not in base:
-            continue
-        fails = [
-            r["description"]
-            for r in result["rows"]
-            if r[f"{m}_psnr_sub"] <= r["zero_filled_psnr_sub"] + 0.5
-        ]
-        drops = ", ".join(
-            f"{r['condition']} {r[f'{m}_psnr_sub'] - base[f'{m}_psnr_sub']:+.2f} dB"
-            for r in result["rows"]
-            if r["condition"] != "test"
-        )
-        verdict = (
-            "within 0.5 dB of zero-filled or below under: " + "; ".join(fails)
-            if fails
-            else "above zero-filled (by more than 0.5 dB) under every condition"
-        )
-        out.append(f"* {LABELS[m]}: {verdict}. Change against `test`: {drops}.")
-    return "\n".join(out)
+__all__ = [
+    "METRIC_CONVENTIONS",
+    "zero_filled_example",
+    "zero_filled_metrics",
+    "zero_filled_split",
+]

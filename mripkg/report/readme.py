@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .paths import REPO_ROOT, results_dir, shipped_weights_dir
+from ..paths import REPO_ROOT, results_dir, shipped_weights_dir
 
 PROFILE = "quick"
 #: name -> function(results_dir) -> markdown (without the markers)
@@ -111,8 +111,8 @@ def _training(profile: str, name: str) -> tuple[str, str]:
 @section("clean")
 def clean_table(results: Path) -> str:
     """Table 1, clean part: PSNR/SSIM of each model on the Colin27 test set and test_id."""
-    from .models.ddpm import describe_sampler, sampler_kwargs
-    from .profiles import PROFILES
+    from ..models.ddpm import describe_sampler, sampler_kwargs
+    from ..profiles import PROFILES
 
     m = read_result(results, "metrics_clean.json")
     profile = m.get("profile", PROFILE)
@@ -190,7 +190,7 @@ def white_box_table(results: Path) -> str:
 @section("transfer")
 def transfer_table(results: Path) -> str:
     """Black-box transfer: PSNR drop (dB) at the route eps, random control in brackets."""
-    from .profiles import PROFILES
+    from ..profiles import PROFILES
 
     m = read_result(results, "metrics_transfer.json")
     any_cell = next(iter(m["resunetpp"].values()))
@@ -268,7 +268,7 @@ def claims_table(results: Path) -> str:
 @section("out_of_domain")
 def out_of_domain_table(results: Path) -> str:
     """PSNR / SSIM of every model under the out-of-domain conditions of notebook 02."""
-    from .reconstruction import format_out_of_domain
+    from .tables import format_out_of_domain
 
     m = read_result(results, "metrics_out_of_domain.json")
     models = [k for k in ("zero_filled", "resunetpp", "irim", "diffusion") if k in m]
@@ -278,8 +278,8 @@ def out_of_domain_table(results: Path) -> str:
 @section("open_questions")
 def open_questions_table(results: Path) -> str:
     """Notebook 07: clean PSNR, white-box, transferred and control drops per model."""
-    from .analysis import format_table
-    from .open_questions import table_rows
+    from ..experiments.open_questions import table_rows
+    from .tables import format_table
 
     m = read_result(results, "metrics_open_questions.json")
     table = m["table"]

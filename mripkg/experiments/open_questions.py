@@ -21,9 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .claims import clear_word, excess_over_control, transfer_summary
-from .models.ddpm import DiffusionReconstructor
-from .robustness import Evaluation, SliceSet, Target, eps_key, spread_ids
+from ..evaluation.scoring import Evaluation
+from ..evaluation.selection import SliceSet, eps_key, spread_ids
+from ..evaluation.stats import clear_word, excess_over_control
+from ..evaluation.summaries import transfer_summary
+from ..evaluation.targets import Target
+from ..models.ddpm import DiffusionReconstructor
 
 
 class MeanTarget:
@@ -155,9 +158,6 @@ def table_rows(
     return rows
 
 
-__all__ = ["MeanTarget", "drop_table", "subset_slices", "table_rows", "tv_diffusion_target"]
-
-
 def _excess_text(ev: Evaluation, eps: float) -> str:
     j = ev.index(eps)
     ex = excess_over_control(ev.psnr_drop[j], ev.psnr_drop_rand[j])
@@ -203,3 +203,12 @@ def summary_markdown(
             f"(control {r['control'][k]:.2f})."
         )
     return "\n".join(lines)
+
+
+__all__ = [
+    "MeanTarget",
+    "drop_table",
+    "subset_slices",
+    "table_rows",
+    "tv_diffusion_target",
+]

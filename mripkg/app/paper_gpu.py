@@ -37,12 +37,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks import AttackCache
-from .checkpoints import atomic_write_json
-from .data import load_dataset
-from .paths import run_dir
-from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile, get_profile, setup_torch, with_overrides
+from ..attacks.cache import AttackCache
+from ..data import load_dataset
+from ..io import atomic_write_json
+from ..paths import run_dir
+from ..physics import equispaced_mask, fft2c, undersample
+from ..profiles import Profile, get_profile, setup_torch, with_overrides
 
 SUPERVISED = ("resunetpp", "irim")
 
@@ -100,8 +100,8 @@ def measure_costs(profile: Profile, images: Tensor, device: torch.device) -> dic
     size and batch; the DDPM's 1000-step sampler time per slice and full training time are
     extrapolated from the U-Net's forward and training-step times.  ``images [N, 1, H, W]``
     (N >= the batch size) on the CPU."""
-    from .models.ddpm import NoiseSchedule, ddpm_loss
-    from .train import build_model, model_settings
+    from ..models.ddpm import NoiseSchedule, ddpm_loss
+    from ..training.train import build_model, model_settings
 
     mask = equispaced_mask(profile.image_size).to(device)
     out: dict[str, Any] = {}
@@ -176,15 +176,12 @@ def attack_tables(
 ) -> dict[str, Any]:
     """Clean metrics, white-box curves with the equal-norm control, and transfer between the
     supervised models on the test split (the profile's eps grid, attack steps and seed)."""
-    from .models.base import ZeroFilled
-    from .robustness import (
-        Target,
-        attack_settings,
-        budget_controls,
-        evaluate_attack,
-        run_whitebox,
-        slice_set,
-    )
+    from ..attacks.control import budget_controls
+    from ..evaluation.attack_runs import attack_settings, run_whitebox
+    from ..evaluation.scoring import evaluate_attack
+    from ..evaluation.selection import slice_set
+    from ..evaluation.targets import Target
+    from ..models.base import ZeroFilled
 
     mask = equispaced_mask(profile.image_size)
     data = slice_set(test, mask, profile.attack.n_slices)
@@ -297,7 +294,7 @@ def run(
         res["costs"] = measure_costs(profile, ds["train"].images, dev)
     save("costs")
 
-    from .train import train_model
+    from ..training.train import train_model
 
     nets: dict[str, nn.Module] = {}
     metas: dict[str, dict[str, Any]] = {}

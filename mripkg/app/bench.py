@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from .checkpoints import atomic_write_json
-from .paths import checkpoint_dir, run_dir, shipped_weights_dir
-from .profiles import Profile, cli_profile, get_profile, setup_torch
+from ..io import atomic_write_json
+from ..paths import checkpoint_dir, run_dir, shipped_weights_dir
+from ..profiles import Profile, cli_profile, get_profile, setup_torch
 
 SAMPLER_STEPS = (25, 50, 100, 250, 1000)
 PROJECTION_STEPS = 100  # the lever rows' baseline: quick's sampler before issue 12
@@ -55,11 +55,11 @@ def _timeit(fn, repeat: int = 3) -> float:
 
 
 def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
-    from .attacks import kspace_attack
-    from .data import load_dataset
-    from .models.ddpm import DiffusionReconstructor, NoiseSchedule, ddpm_loss
-    from .physics import equispaced_mask, fft2c, undersample
-    from .train import build_model, load_model, model_settings
+    from ..attacks.kspace import kspace_attack
+    from ..data import load_dataset
+    from ..models.ddpm import DiffusionReconstructor, NoiseSchedule, ddpm_loss
+    from ..physics import equispaced_mask, fft2c, undersample
+    from ..training.train import build_model, load_model, model_settings
 
     profile = get_profile(profile_name)
     setup_torch(profile)
@@ -142,11 +142,11 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
 
 
 def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int) -> dict[str, Any]:
-    from . import metrics
-    from .data import load_dataset
-    from .models.ddpm import DiffusionReconstructor
-    from .physics import equispaced_mask, fft2c, undersample
-    from .train import load_model
+    from .. import metrics
+    from ..data import load_dataset
+    from ..models.ddpm import DiffusionReconstructor
+    from ..physics import equispaced_mask, fft2c, undersample
+    from ..training.train import load_model
 
     profile = get_profile(profile_name)
     setup_torch(profile)
@@ -189,7 +189,7 @@ def _reference_1000(net, meta, y, mask, idx, profile: Profile) -> torch.Tensor:
     and the slice ids)."""
     from safetensors.torch import load_file, save_file
 
-    from .models.ddpm import DiffusionReconstructor
+    from ..models.ddpm import DiffusionReconstructor
 
     key = f"{meta.get('sha256', '')[:12]}|{idx}"
     path = run_dir(profile.name) / "bench_reference_1000.safetensors"
@@ -233,11 +233,11 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
     """Speed levers of the diffusion sampler, each a row: seconds per slice (best of
     ``repeat`` runs, the profile's threads) and PSNR against the ground truth and against the
     1000-step sampler on the same slices (same seed).  The default sampler is not changed."""
-    from . import metrics
-    from .data import load_dataset
-    from .models.ddpm import DiffusionReconstructor, draw_sampler_noise, projection_sample
-    from .physics import equispaced_mask, fft2c, undersample
-    from .train import load_model
+    from .. import metrics
+    from ..data import load_dataset
+    from ..models.ddpm import DiffusionReconstructor, draw_sampler_noise, projection_sample
+    from ..physics import equispaced_mask, fft2c, undersample
+    from ..training.train import load_model
 
     profile = get_profile(profile_name)
     setup_torch(profile)
@@ -379,10 +379,10 @@ def _bench_attack_precision(profile_name: str, n_pairs: int = 8, steps: int = 20
     """Attack step time per (slice, eps) pair at batch ``n_pairs`` in float32 and bfloat16
     (:func:`mripkg.attacks.in_precision`), and the damage each finds in ``steps`` Adam steps
     (measured in float32, eps 0.01 and 0.04) relative to float32's."""
-    from .attacks import kspace_attack
-    from .data import load_dataset
-    from .physics import equispaced_mask, fft2c
-    from .reconstruction import build_reconstructors
+    from ..attacks.kspace import kspace_attack
+    from ..data import load_dataset
+    from ..evaluation.clean import build_reconstructors
+    from ..physics import equispaced_mask, fft2c
 
     profile = get_profile(profile_name)
     setup_torch(profile)

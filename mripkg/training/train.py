@@ -33,20 +33,20 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 from tqdm.auto import tqdm
 
-from . import metrics
+from .. import metrics
+from ..data import MRIDataset, Split, load_dataset
+from ..io import atomic_write_json
+from ..models.ddpm import DiffusionReconstructor, EpsUNet, NoiseSchedule, ddpm_loss
+from ..paths import checkpoint_dir, shipped_weights_dir
+from ..physics import equispaced_mask, fft2c, undersample
+from ..profiles import Profile, cli_profile, progress_disabled, setup_torch
 from .checkpoints import (
     CheckpointError,
-    atomic_write_json,
     load_training_state,
     load_weights,
     save_training_state,
     save_weights,
 )
-from .data import MRIDataset, Split, load_dataset
-from .models.ddpm import DiffusionReconstructor, EpsUNet, NoiseSchedule, ddpm_loss
-from .paths import checkpoint_dir, shipped_weights_dir
-from .physics import equispaced_mask, fft2c, undersample
-from .profiles import Profile, cli_profile, progress_disabled, setup_torch
 
 MODEL_NAMES = ("resunetpp", "irim", "ddpm")
 
@@ -65,11 +65,11 @@ def build_model(name: str, profile: Profile) -> nn.Module:
 
 def _build(name: str, profile: Profile) -> nn.Module:
     if name == "resunetpp":
-        from .models.resunetpp import ResUNetPP
+        from ..models.resunetpp import ResUNetPP
 
         return ResUNetPP(profile.resunetpp)
     if name == "irim":
-        from .models.irim import IRIM
+        from ..models.irim import IRIM
 
         return IRIM(profile.irim)
     return EpsUNet(profile.ddpm)

@@ -21,15 +21,15 @@ import matplotlib as mpl
 import numpy as np
 import torch
 
-from .models import MODEL_LABELS
-from .paths import figures_dir
+from ..models import MODEL_LABELS
+from ..paths import figures_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .data import MRIDataset
-    from .profiles import Profile
+    from ..data import MRIDataset
+    from ..profiles import Profile
 
 FIGURE_NAME_RE = re.compile(r"^fig\d+_[a-z0-9_]+$")
 FIGURE_FORMATS = ("png", "pdf")
@@ -516,7 +516,7 @@ def plot_white_box(
     """
     import matplotlib.pyplot as plt
 
-    from .robustness import eps_key
+    from ..evaluation.selection import eps_key
 
     use_style()
     names = list(evals)
@@ -557,7 +557,7 @@ def plot_white_box(
         ax = fig.add_subplot(grid[r, len(shown) + 1])
         image_panel(ax, kimg, vmin=lo, vmax=float(kimg.max()), cmap="viridis")
         ax.set_title("log10|Mδ| (k-space)" if r == 0 else "")
-        from .physics import ifft2c
+        from ..physics import ifft2c
 
         img = ifft2c(d).real
         amp = max(float(img.abs().max()), 1e-12)
@@ -734,7 +734,8 @@ def plot_transfer_curves(
     """
     import matplotlib.pyplot as plt
 
-    from .robustness import eps_key, transfer_matrix
+    from ..evaluation.scoring import transfer_matrix
+    from ..evaluation.selection import eps_key
 
     use_style()
     lab = {**MODEL_LABELS, "diffusion_image_route": "diffusion\n(image route)", **(labels or {})}
@@ -915,36 +916,6 @@ def grid_axes(fig: Figure, n_rows: int, n_cols: int, **kw) -> Sequence[Sequence[
     return [list(row) for row in axes]
 
 
-__all__ = [
-    "FIGURE_CLAIMS",
-    "FIGURE_NAME_RE",
-    "STYLE",
-    "check_name",
-    "error_panel",
-    "figure_files",
-    "grid_axes",
-    "image_panel",
-    "log_kspace",
-    "mask_panel",
-    "mask_psf",
-    "metric_label",
-    "no_ticks",
-    "panel_letter",
-    "plot_clean_reconstructions",
-    "plot_data_and_mask",
-    "plot_artifacts",
-    "plot_attack_convergence",
-    "plot_small_eps_transfer",
-    "plot_training_curves",
-    "plot_transfer_curves",
-    "plot_white_box",
-    "save",
-    "to_image",
-    "use_style",
-    "zoom_window",
-]
-
-
 # ------------------------------------------------------------------------ figure 7 (beyond)
 
 
@@ -966,7 +937,7 @@ def plot_open_questions(
     """
     import matplotlib.pyplot as plt
 
-    from .robustness import eps_key
+    from ..evaluation.selection import eps_key
 
     use_style()
     lab = {**MODEL_LABELS, **(labels or {})}
@@ -1026,3 +997,33 @@ def plot_open_questions(
     if n_img:
         panel_letter(fig.axes[2], "c")
     return fig
+
+
+__all__ = [
+    "FIGURE_CLAIMS",
+    "FIGURE_NAME_RE",
+    "STYLE",
+    "check_name",
+    "error_panel",
+    "figure_files",
+    "grid_axes",
+    "image_panel",
+    "log_kspace",
+    "mask_panel",
+    "mask_psf",
+    "metric_label",
+    "no_ticks",
+    "panel_letter",
+    "plot_artifacts",
+    "plot_attack_convergence",
+    "plot_clean_reconstructions",
+    "plot_data_and_mask",
+    "plot_small_eps_transfer",
+    "plot_training_curves",
+    "plot_transfer_curves",
+    "plot_white_box",
+    "save",
+    "to_image",
+    "use_style",
+    "zoom_window",
+]

@@ -8,11 +8,11 @@ keys, so nothing is recomputed when a widget moves:
 
 * perturbations ``delta`` from the attack cache (:class:`mripkg.attacks.AttackCache`,
   ``runs/<profile>/attacks``), keyed by source model, test slice, eps and the attack settings
-  of the source's weights (:func:`mripkg.robustness.attack_settings`; the diffusion source:
-  :func:`mripkg.robustness.diffusion_settings`);
-* the equal-norm random control from :func:`mripkg.robustness.budget_controls` (a seeded draw,
+  of the source's weights (:func:`mripkg.attack_runs.attack_settings`; the diffusion source:
+  :func:`mripkg.attack_runs.diffusion_settings`);
+* the equal-norm random control from :func:`mripkg.control.budget_controls` (a seeded draw,
   the control notebook 04 gives every target);
-* diffusion reconstructions from the reconstruction cache (:class:`mripkg.robustness.ReconCache`,
+* diffusion reconstructions from the reconstruction cache (:class:`mripkg.targets.ReconCache`,
   ``runs/<profile>/recons``, keyed by the sampler settings and the measurement's values), never
   re-sampled; the supervised models and zero-filling are re-run (milliseconds per slice);
 * per-slice PSNR curves from ``metrics_white_box_per_slice.csv`` and
@@ -48,12 +48,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import metrics, paths, robustness
-from .attacks import AttackCache, AttackSettings
-from .data import Split
-from .models import MODEL_LABELS
-from .physics import equispaced_mask, fft2c, ifft2c, undersample
-from .profiles import Profile, get_profile, progress_disabled
+from .. import metrics, paths
+from ..attacks import control
+from ..attacks.cache import AttackCache
+from ..attacks.kspace import AttackSettings
+from ..data import Split
+from ..evaluation import attack_runs, selection, targets
+from ..models import MODEL_LABELS
+from ..physics import equispaced_mask, fft2c, ifft2c, undersample
+from ..profiles import Profile, get_profile, progress_disabled
 
 #: The perturbation source of the equal-norm Gaussian control.
 RANDOM = "random"
@@ -88,8 +91,8 @@ class Missing(LookupError):
 
 
 def eps_tag(eps: float) -> str:
-    """The bundle's key of an eps value (:func:`mripkg.robustness.eps_key`)."""
-    return robustness.eps_key(eps)
+    """The bundle's key of an eps value (:func:`mripkg.selection.eps_key`)."""
+    return selection.eps_key(eps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +187,7 @@ class View:
 
 def _read_curves(files: Sequence[Path]) -> dict[str, dict[str, dict[str, float]]]:
     """``{"target|source|seed": {eps_key: {slice_id: psnr}}}`` from per-slice CSVs of
-    :func:`mripkg.robustness.per_slice_rows` (direct route only; ``source = "random"`` from the
+    :func:`mripkg.scoring.per_slice_rows` (direct route only; ``source = "random"`` from the
     control columns; seed ``""`` for the deterministic targets)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for path in files:
@@ -233,28 +236,28 @@ class Study:
                 f"test images are {test.images.shape[-1]} px, profile {profile.name!r} "
                 f"uses {profile.image_size}"
             )
-        self.data = robustness.slice_set(test, self.mask, a.n_slices)
+        self.data = selection.slice_set(test, self.mask, a.n_slices)
         self.slice_ids = list(self.data.slice_ids)
         self.diffusion_ids = [
-            self.slice_ids[i] for i in robustness.spread_ids(len(self.data), a.diffusion_slices)
+            self.slice_ids[i] for i in selection.spread_ids(len(self.data), a.diffusion_slices)
         ]
         self.z = [int(test.slice_index[i]) for i in self.slice_ids]
         self.models = models
         self.metas = metas
         self.root = Path(root) if root is not None else paths.RUNS_DIR / profile.name
         self.cache = AttackCache(profile.name, self.root / "attacks")
-        self.recon_cache = robustness.ReconCache(self.root / "recons")
+        self.recon_cache = targets.ReconCache(self.root / "recons")
         self.settings: dict[str, AttackSettings] = {
-            m: robustness.attack_settings(profile, metas.get(m)) for m in SOURCES
+            m: attack_runs.attack_settings(profile, metas.get(m)) for m in SOURCES
         }
-        self.settings["diffusion"] = robustness.diffusion_settings(profile, metas.get("diffusion"))
+        self.settings["diffusion"] = attack_runs.diffusion_settings(profile, metas.get("diffusion"))
         self.seeds = [profile.seed + k for k in range(max(1, a.diffusion_seeds))]
         self._targets = {
-            m: robustness.Target(
+            m: targets.Target(
                 m,
                 models[m],
                 self.mask,
-                weights_id=robustness.model_id(metas.get(m)),
+                weights_id=attack_runs.model_id(metas.get(m)),
                 cache=self.recon_cache if m == "diffusion" else None,
             )
             for m in TARGETS
@@ -276,7 +279,7 @@ class Study:
         if not self.curves and self.bundle is not None:
             self.curves = self.bundle.curves
         self.curve_files = files
-        self.eps = robustness.merge_eps(
+        self.eps = selection.merge_eps(
             [0.0],
             a.eps_grid,
             a.diffusion_eps,
@@ -342,7 +345,7 @@ class Study:
         if eps == 0:
             out = (y0, torch.zeros_like(y0), "clean")
         elif source == RANDOM:
-            ctl = robustness.budget_controls(
+            ctl = control.budget_controls(
                 self.data.kspace[b : b + 1], self.mask, [slice_id], [eps], seed=self.profile.seed
             )[0]
             out = (y0 + ctl * m, ctl, "seeded control")
@@ -510,10 +513,10 @@ class Study:
         }
         return self.view(slice_id, target, source, eps, seed)
 
-    def _attack(self, source: str, one: robustness.SliceSet, eps: float, progress: bool | None):
+    def _attack(self, source: str, one: selection.SliceSet, eps: float, progress: bool | None):
         if source == "diffusion":
             a = self.profile.attack
-            return robustness.run_diffusion_whitebox(
+            return attack_runs.run_diffusion_whitebox(
                 self.models["diffusion"],  # type: ignore[arg-type]
                 one,
                 [eps],
@@ -524,7 +527,7 @@ class Study:
                 cache=self.cache,
                 progress=progress,
             )
-        return robustness.run_whitebox(
+        return attack_runs.run_whitebox(
             self.models[source],
             source,
             one,
@@ -575,8 +578,8 @@ def load_study(
 
     ``profile``: a name (``$MRIPKG_PROFILE`` overrides it, as in the notebooks) or a Profile.
     Raises ``ValueError`` naming the known profiles for an unknown name."""
-    from .data import load_test_split
-    from .reconstruction import build_reconstructors
+    from ..data import load_test_split
+    from ..evaluation.clean import build_reconstructors
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     test = load_test_split(prof, data_dir)
@@ -667,7 +670,7 @@ def export_bundle(study: Study, path: str | os.PathLike | None = None) -> Path:
 def _figure(figsize: tuple[float, float]):
     from matplotlib.figure import Figure
 
-    from .figures import use_style
+    from ..report.figures import use_style
 
     use_style()
     return Figure(figsize=figsize, dpi=90, layout="constrained")
@@ -693,7 +696,7 @@ class Panels:
     once, updated in place by :meth:`draw`."""
 
     def __init__(self) -> None:
-        from .figures import no_ticks
+        from ..report.figures import no_ticks
 
         self.fig = _figure((11.0, 5.6))
         axs = self.fig.subplots(2, 4)
@@ -1107,7 +1110,7 @@ class SliceScroller:
             axs[1].imshow(blank, cmap="viridis"),
             axs[2].imshow(blank, cmap="gray", vmin=0, vmax=1),
         ]
-        from .figures import no_ticks
+        from ..report.figures import no_ticks
 
         for a in axs:
             no_ticks(a)
@@ -1174,17 +1177,17 @@ def slice_scroller(dataset: Any, mask: Tensor) -> SliceScroller:
 
 __all__ = [
     "BUNDLE_FORMAT",
-    "BundleMismatch",
-    "RANDOM",
-    "SOURCES",
-    "TARGETS",
     "Bundle",
+    "BundleMismatch",
     "Explorer",
     "ExplorerError",
     "Missing",
     "Panels",
+    "RANDOM",
+    "SOURCES",
     "SliceScroller",
     "Study",
+    "TARGETS",
     "View",
     "explore",
     "export_bundle",

@@ -1,0 +1,11 @@
+"""Stage 8, app: the commands and apps a person runs.
+
+Receives command-line arguments or notebook parameters; hands on runs of the other stages.
+
+- :mod:`.reproduce`: runs notebooks 01-07 headless (``python -m mripkg.reproduce``);
+- :mod:`.explorer`: the interactive explorer of notebook 06;
+- :mod:`.bench`: timing benchmarks (``python -m mripkg.bench``);
+- :mod:`.paper_gpu`: the paper-scale run on a GPU (``python -m mripkg.paper_gpu``).
+
+Top floor: nothing imports it.
+"""

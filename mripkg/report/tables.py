@@ -1,0 +1,93 @@
+"""Plain-text and Markdown tables of result dictionaries.
+
+Stage: report.  Receives summaries (dicts of numbers) from evaluation/ and experiments/;
+hands on strings for notebooks and the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..data import MRIDataset
+from ..evaluation.clean import LABELS
+
+
+def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> str:
+    """A Markdown pipe table (readable as plain text) from a list of dicts.
+
+    Floats are printed with 4 significant digits; ``columns`` picks and orders the columns
+    (default: the keys of the first row)."""
+    if not rows:
+        return "(empty table)"
+    cols = list(columns) if columns is not None else list(rows[0])
+
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    for row in cells:
+        lines.append("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |")
+    return "\n".join(lines)
+
+
+def dataset_table(ds: MRIDataset) -> str:
+    """The dataset table of notebook 01: split, subjects, slices, image size, source."""
+    return format_table(ds.table(), ["split", "subjects", "slices", "image_size", "source"])
+
+
+def format_out_of_domain(result: dict[str, Any], models: Sequence[str]) -> str:
+    """Markdown table of :func:`out_of_domain_table`: PSNR dB / SSIM per model and condition
+    (the diffusion model on its subset of slices, named in the header)."""
+    n_diff = result["diffusion"]["slices"]
+    head = ["condition"] + [
+        f"{LABELS.get(m, m)}" + (f" ({n_diff} slices)" if m == "diffusion" else "") for m in models
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["rows"]:
+        cells = [r["description"]]
+        for m in models:
+            cells.append(f"{r[f'{m}_psnr']:.2f} / {r[f'{m}_ssim']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def out_of_domain_summary(result: dict[str, Any]) -> str:
+    """Plain sentences: for each learned model, the conditions where it is no better than
+    zero-filled on the same slices (PSNR), and its loss against the in-domain ``test`` row."""
+    rows = {r["condition"]: r for r in result["rows"]}
+    base = rows["test"]
+    out = []
+    for m in ("resunetpp", "irim", "diffusion"):
+        if f"{m}_psnr_sub" not in base:
+            continue
+        fails = [
+            r["description"]
+            for r in result["rows"]
+            if r[f"{m}_psnr_sub"] <= r["zero_filled_psnr_sub"] + 0.5
+        ]
+        drops = ", ".join(
+            f"{r['condition']} {r[f'{m}_psnr_sub'] - base[f'{m}_psnr_sub']:+.2f} dB"
+            for r in result["rows"]
+            if r["condition"] != "test"
+        )
+        verdict = (
+            "within 0.5 dB of zero-filled or below under: " + "; ".join(fails)
+            if fails
+            else "above zero-filled (by more than 0.5 dB) under every condition"
+        )
+        out.append(f"* {LABELS[m]}: {verdict}. Change against `test`: {drops}.")
+    return "\n".join(out)
+
+
+__all__ = [
+    "dataset_table",
+    "format_table",
+]
