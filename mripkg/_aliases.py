@@ -24,7 +24,8 @@ import importlib.machinery
 import sys
 import types
 
-#: old module (under mripkg) -> its new home, or {new home: names it hands on}
+#: old module (under mripkg) -> its new home, or {new home: names it hands on}; a name
+#: ``OLD:NEW`` was renamed on the move
 ALIASES: dict[str, str | dict[str, tuple[str, ...]]] = {
     "analysis": {
         "evaluation.clean": (
@@ -63,10 +64,7 @@ ALIASES: dict[str, str | dict[str, tuple[str, ...]]] = {
     },
     "claims": {
         "evaluation.artifacts": ("grey_matter_mask",),
-        "evaluation.clean": (
-            "LABELS",
-            "MODELS",
-        ),
+        "models": ("LABELS", "MODELS:NAMES"),
         "evaluation.selection": ("eps_key",),
         "evaluation.stats": (
             "CONFIDENCE",
@@ -136,13 +134,11 @@ ALIASES: dict[str, str | dict[str, tuple[str, ...]]] = {
         "report.tables": ("format_table",),
     },
     "reconstruction": {
+        "models": ("LABELS", "MODELS:NAMES"),
         "evaluation.clean": (
-            "LABELS",
-            "MODELS",
             "build_reconstructors",
             "build_tv",
             "evaluate_split",
-            "format_table",
             "measure",
             "per_slice_metrics",
             "per_slice_rows",
@@ -166,6 +162,7 @@ ALIASES: dict[str, str | dict[str, tuple[str, ...]]] = {
         ),
         "report.tables": (
             "format_out_of_domain",
+            "format_table:clean_table",
             "out_of_domain_summary",
         ),
         "training.train": ("load_or_train",),
@@ -266,8 +263,11 @@ def _composite(name: str, table: dict[str, tuple[str, ...]]) -> types.ModuleType
     for home, names in table.items():
         src = importlib.import_module(f"{__package__}.{home}")
         for n in names:
-            setattr(mod, n, getattr(src, n))
-    mod.__all__ = sorted(n for names in table.values() for n in names if not n.startswith("_"))
+            old, _, new = n.partition(":")  # "OLD:NEW": a name that changed on the move
+            setattr(mod, old, getattr(src, new or old))
+    mod.__all__ = sorted(
+        n.partition(":")[0] for names in table.values() for n in names if not n.startswith("_")
+    )
     return mod
 
 

@@ -1,5 +1,19 @@
-"""Files in and out, written atomically (a temp file beside the target, then a rename):
-JSON, CSV, text; sha256 of a file.
+"""Files in and out, written atomically: JSON, CSV, text, bytes, safetensors, any writer;
+sha256 of a file; the one cache key.
+
+Every write goes through :func:`atomic_write`: a temporary file beside the target (one name
+style, ``.<name>.<random>.tmp``), flushed and synced, mode 0644, then ``os.replace``, so that a
+reader never sees half a file and an interrupted write leaves the old file (or none).
+
+JSON: :func:`write_json` is the one writer; its two choices are explicit arguments, and each
+kind of file keeps the bytes it always had:
+
+- result files (``metrics_*.json``, ``claims.json``, ...): keys in insertion order (the order
+  a notebook builds them, as the committed ``results/`` files have), NaN and infinity refused
+  (they are not JSON; a result must be a number);
+- sidecars and cache metadata (:func:`atomic_write_json`): keys sorted, and a non-finite
+  number written as JSON's ``Infinity`` extension, as before (a training sidecar records
+  ``best_ssim = -inf`` until the first validation).
 
 Floor: root (imports nothing of mripkg but the package version).  Every stage writes through
 this module.
@@ -14,7 +28,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +44,21 @@ def all_finite(obj: object) -> bool:
     return True
 
 
-def write_json(path: str | os.PathLike, obj: object) -> Path:
-    """Write ``obj`` as indented JSON atomically (temporary file, then ``os.replace``).
-    Non-finite floats are refused (they are not valid JSON)."""
+def json_text(obj: object, *, sort_keys: bool = False, allow_nan: bool = False) -> str:
+    """``obj`` as indented JSON text with a final newline; NaN and infinity are refused unless
+    ``allow_nan``."""
+    return json.dumps(obj, indent=2, allow_nan=allow_nan, sort_keys=sort_keys) + "\n"
+
+
+def write_json(
+    path: str | os.PathLike, obj: object, *, sort_keys: bool = False, allow_nan: bool = False
+) -> Path:
+    """Write ``obj`` as indented JSON atomically (:func:`atomic_write`).  Non-finite floats
+    are refused (they are not valid JSON) unless ``allow_nan``; keys in insertion order unless
+    ``sort_keys``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=2, allow_nan=False, sort_keys=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    text = json_text(obj, sort_keys=sort_keys, allow_nan=allow_nan)
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
@@ -51,45 +67,74 @@ def read_json(path: str | os.PathLike) -> object:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Path], object], suffix: str = ""
+) -> Path:
+    """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder
+    (``.<name>.<random>.tmp<suffix>``; ``suffix`` for writers that want an extension, e.g.
+    ``.npz``), which is synced, given mode 0644 and moved into place with ``os.replace``.  On
+    any error the temporary file is removed and the target is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
+    return path
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """Atomically write a sidecar or cache metadata: :func:`write_json` with sorted keys and
+    non-finite numbers kept (``sort_keys=True, allow_nan=True``)."""
+    write_json(path, obj, sort_keys=True, allow_nan=True)
+
+
+def save_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
+) -> str:
+    """Write tensors as a safetensors file atomically; returns the file's sha256."""
+    from safetensors.torch import save_file
+
+    digest: list[str] = []
+
+    def write(tmp: Path) -> None:
+        save_file(dict(tensors), str(tmp), metadata=dict(metadata) if metadata else None)
+        digest.append(sha256_file(tmp))
+
+    atomic_write(path, write)
+    return digest[0]
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dst`` atomically (:func:`atomic_write`)."""
+    return atomic_write(dst, lambda tmp: tmp.write_bytes(Path(src).read_bytes()))
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 (hex) of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -112,6 +157,15 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
 
 __all__ = [
     "all_finite",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "copy_file",
+    "json_text",
     "read_json",
+    "save_safetensors",
+    "sha256_file",
+    "write_csv",
     "write_json",
 ]

@@ -11,6 +11,8 @@ Conventions (used everywhere in mripkg):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -113,9 +115,37 @@ def undersample(kspace: Tensor, mask: Tensor) -> Tensor:
     return kspace * m.to(kspace.real.dtype)
 
 
+@dataclass(frozen=True)
+class MRIOperator:
+    """The measurement of single-coil Cartesian MRI with a column mask: ``A = M F``.
+
+    ``A(x)``: image ``[B, 1, H, W]`` (real or complex) -> measurement ``y = M F x``, complex
+    ``[B, 1, H, W]`` with the unsampled columns zero; ``A_adjoint(y) = F^H M^T y`` (complex
+    image; its magnitude is the zero-filled reconstruction).  ``F`` is the centred orthonormal
+    FFT, so ``A_adjoint`` is the exact adjoint (in the manner of DeepInverse's ``physics.MRI``
+    or fastMRI's transforms).  mripkg measures images with it; code that already holds
+    k-space (the attack, :class:`~mripkg.evaluation.selection.SliceSet`) masks it with
+    :func:`undersample`, and ``models/ddpm.py`` keeps its own line for now.
+    """
+
+    mask: Tensor
+
+    def A(self, x: Tensor) -> Tensor:
+        """``y = M F x``."""
+        return undersample(fft2c(x), self.mask)
+
+    def A_adjoint(self, y: Tensor) -> Tensor:
+        """``F^H M^T y`` (complex ``[B, 1, H, W]``)."""
+        return ifft2c(undersample(y, self.mask))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.A(x)
+
+
 def forward_operator(image: Tensor, mask: Tensor) -> Tensor:
-    """``y = M F x`` for a real image ``[B, 1, H, W]``; returns complex ``[B, 1, H, W]``."""
-    return undersample(fft2c(image), mask)
+    """``y = M F x`` for a real image ``[B, 1, H, W]``; returns complex ``[B, 1, H, W]``
+    (:meth:`MRIOperator.A`)."""
+    return MRIOperator(mask).A(image)
 
 
 def zero_filled(y: Tensor) -> Tensor:
@@ -130,8 +160,8 @@ def zero_filled_real(y: Tensor) -> Tensor:
 
 def dc_gradient(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     """Gradient of 0.5 ||M F x - y||^2 w.r.t. a real image x: ``Re F^H M^T (M F x - y)``."""
-    residual = undersample(fft2c(x), mask) - y
-    return ifft2c(undersample(residual, mask)).real
+    op = MRIOperator(mask)
+    return op.A_adjoint(op.A(x) - y).real
 
 
 def project_measured(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
@@ -149,6 +179,7 @@ def kspace_norm(kspace: Tensor) -> Tensor:
 
 
 __all__ = [
+    "MRIOperator",
     "dc_gradient",
     "equispaced_mask",
     "fft2c",

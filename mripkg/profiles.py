@@ -87,9 +87,10 @@ class DDPMConfig:
     beta_max: float = 20.0
     val_every: int = 1000
     n_sampler_seeds: int = 3  # seeds for the posterior spread of the reconstruction
-    # the sampler (mripkg.models.ddpm): "projection" (the paper's, Song et al. 2022) or "dds"
-    # (data consistency on the denoised estimate); its noise scale eta (dds), the respacing
-    # power (1: even steps, 2: denser near t = 0) and the U-Net's precision ("fp32", "bf16")
+    # the sampler ALGORITHM (mripkg.models.ddpm.SAMPLERS): "projection" (the paper's, Song et
+    # al. 2022) or "dds" (data consistency on the denoised estimate) -- not a preset name (see
+    # SAMPLER_PRESETS: "paper" / "dds" name whole settings); its noise scale eta (dds), the
+    # respacing power (1: even steps, 2: denser near t = 0) and the U-Net's precision
     sampler: str = "projection"
     sampler_eta: float = 1.0
     sampler_spacing: float = 1.0
@@ -157,8 +158,20 @@ class Profile:
         return dataclasses.asdict(self)
 
 
-# named samplers for with_overrides (steps stay the profile's unless given too); "dds" is the
-# quick and smoke profiles' sampler
+#: Sampler PRESETS: named bundles of sampler SETTINGS, chosen by ``with_overrides(sampler=...)``
+#: and the notebooks' ``sampler`` parameter (steps stay the profile's unless given too).
+#:
+#: Two vocabularies, kept apart:
+#:
+#: - a preset name (a key here: ``"paper"``, ``"dds"``) names a whole setting: algorithm,
+#:   noise scale, step spacing and precision.  ``"paper"`` is the paper's method; ``"dds"`` is
+#:   the quick and smoke profiles' faster setting (an ablation beside the paper's).
+#: - an algorithm name (``DDPMConfig.sampler``, one of ``mripkg.models.ddpm.SAMPLERS``:
+#:   ``"projection"``, ``"dds"``) names the reverse process alone.
+#:
+#: The preset ``"dds"`` and the algorithm ``"dds"`` share a word but are not the same thing:
+#: the preset also sets spacing 2 and bfloat16.  Code that asks "which algorithm" reads
+#: ``profile.ddpm.sampler``; code that asks "which setting" compares with a preset's values.
 SAMPLER_PRESETS: dict[str, dict[str, object]] = {
     "paper": {
         "sampler": "projection",

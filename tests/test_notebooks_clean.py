@@ -38,11 +38,30 @@ def test_parameters_cell(path):
     assert "profile" in "".join(tagged[0]["source"]), f"{path.name}: no profile parameter"
 
 
+def _tree(path, i: int, cell) -> ast.Module:
+    src = "".join(cell["source"])
+    lines = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    return ast.parse("\n".join(lines), filename=f"{path.name} cell {i + 1}")
+
+
+def _call_name(node: ast.Call) -> str:
+    f = node.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_last_code_cell_asserts(path):
+    """The last code cell checks the results: an assert, or a call of a ``check`` function of
+    mripkg (``wb.check(...)``, ``claims.check_scorecard(...)``), which asserts."""
     cells = [c for c in _load(path)["cells"] if c["cell_type"] == "code"]
     assert cells, f"{path.name}: no code cells"
-    assert "assert" in "".join(cells[-1]["source"]), f"{path.name}: last code cell has no assert"
+    tree = _tree(path, len(cells) - 1, cells[-1])
+    checks = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assert) or (isinstance(n, ast.Call) and "check" in _call_name(n))
+    ]
+    assert checks, f"{path.name}: last code cell has no assert and calls no check"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -60,3 +79,51 @@ def test_notebooks_define_no_functions(path):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
         ]
         assert not defined, f"{path.name}: cell {i + 1} defines {defined}; move it into mripkg"
+
+
+#: the analysis notebooks: every attack and evaluation loop lives in mripkg.experiments
+ANALYSIS_NOTEBOOKS = [p for p in NOTEBOOKS if p.name[:3] in ("03_", "04_", "05_", "07_")]
+#: calls whose arguments are only shown, never computed on
+DISPLAY_CALLS = {"display", "print", "Markdown", "format_table", "show"}
+
+
+def loop_problems(tree: ast.Module) -> list[str]:
+    """The loops a notebook cell may not hold: every ``for`` / ``while`` statement, and every
+    comprehension that is neither inside an ``assert`` nor inside the arguments of a
+    display-only call (:data:`DISPLAY_CALLS`)."""
+    parent = {c: n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+            out.append(f"line {node.lineno}: a {type(node).__name__.lower()} loop")
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            p, shown = parent.get(node), False
+            while p is not None and not shown:
+                shown = isinstance(p, ast.Assert) or (
+                    isinstance(p, ast.Call) and _call_name(p) in DISPLAY_CALLS
+                )
+                p = parent.get(p)
+            if not shown:
+                out.append(f"line {node.lineno}: a comprehension outside display or assert")
+    return out
+
+
+def test_loop_rule_catches_loops():
+    """The rule can fail: a loop over eps and a computing comprehension are caught; a
+    comprehension that is only printed is not."""
+    bad = ast.parse("for e in eps:\n    run(e)\nx = [f(e) for e in eps]\n")
+    assert len(loop_problems(bad)) == 2
+    ok = ast.parse("print([f'{e:g}' for e in eps])\nassert all(v > 0 for v in vals)\n")
+    assert loop_problems(ok) == []
+
+
+@pytest.mark.parametrize("path", ANALYSIS_NOTEBOOKS, ids=[p.name for p in ANALYSIS_NOTEBOOKS])
+def test_analysis_notebooks_hold_no_loops(path):
+    """Notebooks 03, 04, 05 and 07 hold no attack or evaluation loop: each analysis cell is
+    a call into mripkg.experiments or mripkg.report (see :func:`loop_problems`)."""
+    assert len(ANALYSIS_NOTEBOOKS) == 4
+    for i, cell in enumerate(_load(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        problems = loop_problems(_tree(path, i, cell))
+        assert not problems, f"{path.name}: cell {i + 1}: {problems}; move it into mripkg"

@@ -167,3 +167,18 @@ def test_dc_gradient_equals_autograd():
     (auto,) = torch.autograd.grad(loss, x)
     manual = dc_gradient(x.detach(), y, mask)
     assert torch.allclose(manual, auto, atol=1e-10)
+
+
+def test_mri_operator_is_the_forward_operator_and_its_adjoint():
+    from mripkg.physics import MRIOperator
+
+    g = torch.Generator().manual_seed(0)
+    mask = equispaced_mask(32)
+    op = MRIOperator(mask)
+    x = torch.rand(2, 1, 32, 32, generator=g)
+    assert torch.equal(op.A(x), forward_operator(x, mask))
+    assert torch.equal(op(x), op.A(x))
+    y = torch.randn(2, 1, 32, 32, dtype=torch.complex64, generator=g)
+    lhs = torch.vdot(op.A(x.to(torch.complex64)).flatten(), y.flatten())
+    rhs = torch.vdot(x.to(torch.complex64).flatten(), op.A_adjoint(y).flatten())
+    assert torch.allclose(lhs, rhs, rtol=1e-4, atol=1e-4)  # <Ax, y> = <x, A^H y>

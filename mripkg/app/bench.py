@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from ..io import atomic_write_json
+from ..io import atomic_write_json, save_safetensors
+from ..models import SUPERVISED
 from ..paths import checkpoint_dir, run_dir, shipped_weights_dir
 from ..profiles import Profile, cli_profile, get_profile, setup_torch
 
@@ -58,7 +59,7 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
     from ..attacks.kspace import kspace_attack
     from ..data import load_dataset
     from ..models.ddpm import DiffusionReconstructor, NoiseSchedule, ddpm_loss
-    from ..physics import equispaced_mask, fft2c, undersample
+    from ..physics import MRIOperator, equispaced_mask, fft2c
     from ..training.train import build_model, load_model, model_settings
 
     profile = get_profile(profile_name)
@@ -66,7 +67,7 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
     ds = load_dataset(profile)
     mask = equispaced_mask(profile.image_size)
     x8 = ds["test"].images[:8]
-    y8 = undersample(fft2c(x8), mask)
+    y8 = MRIOperator(mask).A(x8)
     net = build_model(name, profile)
     out: dict[str, Any] = {"params": sum(p.numel() for p in net.parameters())}
     cfg = model_settings(name, profile)
@@ -83,7 +84,7 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
             ddpm_loss(net, xb, sched, g).backward()
             opt.step()
     else:
-        yb = undersample(fft2c(xb), mask)
+        yb = MRIOperator(mask).A(xb)
 
         def train_step() -> None:
             opt.zero_grad()
@@ -145,7 +146,7 @@ def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int
     from .. import metrics
     from ..data import load_dataset
     from ..models.ddpm import DiffusionReconstructor
-    from ..physics import equispaced_mask, fft2c, undersample
+    from ..physics import MRIOperator, equispaced_mask
     from ..training.train import load_model
 
     profile = get_profile(profile_name)
@@ -159,7 +160,7 @@ def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int
     idx = torch.linspace(0, len(test) - 1, n_slices).round().long().tolist()
     x = test.images[idx]
     mask = equispaced_mask(profile.image_size)
-    y = undersample(fft2c(x), mask)
+    y = MRIOperator(mask).A(x)
     rows = []
     for steps in steps_list:
         rec = DiffusionReconstructor.from_config(net, profile.ddpm, seed=0, steps=steps)
@@ -187,7 +188,7 @@ def _reference_1000(net, meta, y, mask, idx, profile: Profile) -> torch.Tensor:
     """The 1000-step projection sampler on the benchmark slices (seed 0), computed once and
     kept in ``runs/<profile>/bench_reference_1000.safetensors`` (keyed by the weights' hash
     and the slice ids)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from ..models.ddpm import DiffusionReconstructor
 
@@ -201,11 +202,9 @@ def _reference_1000(net, meta, y, mask, idx, profile: Profile) -> torch.Tensor:
     with torch.no_grad():
         x = DiffusionReconstructor(net, steps=1000, seed=0).reconstruct(y, mask, slice_ids=idx)
     print(f"  1000-step reference: {(time.perf_counter() - t0) / len(idx):.1f} s/slice", flush=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(
-        {"x": x.contiguous(), "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, tmp
+    save_safetensors(
+        path, {"x": x.contiguous(), "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}
     )
-    tmp.replace(path)
     return x
 
 
@@ -236,7 +235,7 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
     from .. import metrics
     from ..data import load_dataset
     from ..models.ddpm import DiffusionReconstructor, draw_sampler_noise, projection_sample
-    from ..physics import equispaced_mask, fft2c, undersample
+    from ..physics import MRIOperator, equispaced_mask
     from ..training.train import load_model
 
     profile = get_profile(profile_name)
@@ -251,7 +250,7 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
     idx = torch.linspace(0, len(test) - 1, n_slices).round().long().tolist()
     x = test.images[idx]
     mask = equispaced_mask(profile.image_size)
-    y = undersample(fft2c(x), mask)
+    y = MRIOperator(mask).A(x)
     ref = _reference_1000(net, meta, y, mask, idx, profile)
     ref_psnr = float(metrics.psnr(ref, x).mean())
     rec = DiffusionReconstructor(net, steps=PROJECTION_STEPS, seed=0)  # the paper's sampler
@@ -392,7 +391,7 @@ def _bench_attack_precision(profile_name: str, n_pairs: int = 8, steps: int = 20
     k = fft2c(ds["test"].images[: n_pairs // 2])
     y = k * mask.to(k.real.dtype)
     rows = []
-    for name in ("resunetpp", "irim"):
+    for name in SUPERVISED:
         net = models[name]
         damage: dict[str, float] = {}
         for precision in ("fp32", "bf16"):

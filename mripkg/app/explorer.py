@@ -54,16 +54,16 @@ from ..attacks.cache import AttackCache
 from ..attacks.kspace import AttackSettings
 from ..data import Split
 from ..evaluation import attack_runs, selection, targets
-from ..models import MODEL_LABELS
-from ..physics import equispaced_mask, fft2c, ifft2c, undersample
+from ..models import MODEL_LABELS, NAMES
+from ..physics import MRIOperator, equispaced_mask, ifft2c
 from ..profiles import Profile, get_profile, progress_disabled
 
 #: The perturbation source of the equal-norm Gaussian control.
 RANDOM = "random"
 #: Models a perturbation can be crafted on (white-box), in display order.
-SOURCES = ("zero_filled", "resunetpp", "irim", "diffusion")
+SOURCES = NAMES
 #: Models a perturbation is given to.
-TARGETS = ("zero_filled", "resunetpp", "irim", "diffusion")
+TARGETS = NAMES
 #: Format tag of the bundle.
 BUNDLE_FORMAT = "mripkg.explorer/1"
 #: Per-slice CSVs of notebooks 03 and 04 (read in this order; later rows win).
@@ -1133,7 +1133,7 @@ class SliceScroller:
         split = self.dataset[split_name]
         i = idx[int(self.slice.value)]
         x = split.images[i : i + 1]
-        y = undersample(fft2c(x), self.mask)
+        y = MRIOperator(self.mask).A(x)
         zf = ifft2c(y).abs()
         return {
             "image": _np(x),

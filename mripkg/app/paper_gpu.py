@@ -37,14 +37,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .. import models
 from ..attacks.cache import AttackCache
 from ..data import load_dataset
 from ..io import atomic_write_json
 from ..paths import run_dir
-from ..physics import equispaced_mask, fft2c, undersample
+from ..physics import MRIOperator, equispaced_mask
 from ..profiles import Profile, get_profile, setup_torch, with_overrides
 
-SUPERVISED = ("resunetpp", "irim")
+SUPERVISED = models.SUPERVISED
 
 
 class OnDevice(nn.Module):
@@ -132,7 +133,7 @@ def measure_costs(profile: Profile, images: Tensor, device: torch.device) -> dic
             row["sampler_steps"] = cfg.sampler_steps
             row["sampler_s_per_slice_est"] = fwd * cfg.sampler_steps / x0.shape[0]
         else:
-            yb = undersample(fft2c(xb), mask)
+            yb = MRIOperator(mask).A(xb)
 
             def step(net=net, opt=opt, yb=yb, xb=xb) -> None:
                 opt.zero_grad(set_to_none=True)

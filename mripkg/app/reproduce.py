@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..io import atomic_write_text, copy_file
 from ..paths import (
     HOME_ENV,
     NOTEBOOKS_DIR,
@@ -301,9 +302,7 @@ def export_results(profile: str) -> list[Path]:
     copied = []
     for pattern in RESULT_PATTERNS:
         for f in sorted(src.glob(pattern)):
-            tmp = dst / f".{f.name}.{os.getpid()}.tmp"
-            tmp.write_bytes(f.read_bytes())
-            os.replace(tmp, dst / f.name)
+            copy_file(f, dst / f.name)
             copied.append(dst / f.name)
     return copied
 
@@ -352,9 +351,7 @@ def write_manifest(
     if not rows:
         lines.append("| (no figures) | | | |")
     path = figures_dir(profile) / "MANIFEST.md"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -25,6 +25,7 @@ from ..attacks.kspace import (
     kspace_attack,
 )
 from ..models.ddpm import DiffusionReconstructor, config_sampler_tag
+from ..profiles import Profile
 from .selection import SliceSet
 
 
@@ -36,7 +37,7 @@ def model_id(meta: Mapping[str, Any] | None) -> str:
 
 
 def attack_settings(
-    profile: Any, meta: Mapping[str, Any] | None, **overrides: Any
+    profile: Profile, meta: Mapping[str, Any] | None, **overrides: Any
 ) -> AttackSettings:
     """:class:`AttackSettings` of a profile for a source model with checkpoint ``meta``."""
     return AttackSettings.from_profile(profile, model_id=model_id(meta), **overrides)
@@ -86,7 +87,7 @@ def run_whitebox(
 
 
 def diffusion_settings(
-    profile: Any, meta: Mapping[str, Any] | None, **overrides: Any
+    profile: Profile, meta: Mapping[str, Any] | None, **overrides: Any
 ) -> AttackSettings:
     """Attack settings of the white-box diffusion attack: the profile's steps and ``lr_rel``,
     the objective labelled by the short sampler's step count, noise seed and number of noise

@@ -19,18 +19,14 @@ from tqdm.auto import tqdm
 from .. import metrics
 from ..data import MRIDataset, Split, dataset_fingerprint
 from ..io import read_json, write_json
-from ..models import MODEL_LABELS
 from ..models.base import ZeroFilled
 from ..models.ddpm import DiffusionReconstructor
 from ..models.tv import TVReconstructor, choose_lambda
 from ..paths import run_dir
-from ..physics import equispaced_mask, fft2c, undersample, zero_filled
+from ..physics import MRIOperator, equispaced_mask, fft2c, undersample, zero_filled
 from ..profiles import Profile, progress_disabled
 from ..training.train import load_or_train
 from .selection import spread_ids
-
-MODELS = ("zero_filled", "resunetpp", "irim", "diffusion")
-LABELS = MODEL_LABELS  # the one table of display names (mripkg.models)
 
 
 def build_reconstructors(
@@ -93,7 +89,7 @@ def build_tv(profile: Profile, dataset: MRIDataset) -> tuple[TVReconstructor, di
 
 def measure(images: Tensor, mask: Tensor) -> Tensor:
     """``y = M F x`` for clean images ``[B, 1, H, W]``."""
-    return undersample(fft2c(images), mask)
+    return MRIOperator(mask).A(images)
 
 
 @torch.no_grad()
@@ -210,22 +206,6 @@ def per_slice_rows(split: Split, table: dict[str, dict[str, list[float]]]) -> li
             row.update({k: round(v[i], 6) for k, v in vals.items()})
             rows.append(row)
     return rows
-
-
-def format_table(summary: dict[str, dict[str, float]], title: str = "") -> str:
-    """A markdown table of the summary (conventions named in the header)."""
-    head = (
-        "| model | PSNR dB (paper) | SSIM (paper) | SSIM (head) | PSNR dB (head) | NMSE |\n"
-        "|---|---|---|---|---|---|\n"
-    )
-    lines = [f"**{title}**\n" if title else "", head]
-    for m, s in summary.items():
-        lines.append(
-            f"| {LABELS.get(m, m)} | {s['psnr_mean']:.2f} ± {s['psnr_sd']:.2f} | "
-            f"{s['ssim_mean']:.3f} ± {s['ssim_sd']:.3f} | {s['ssim_head_mean']:.3f} | "
-            f"{s['psnr_head_mean']:.2f} | {s['nmse_mean']:.4f} |\n"
-        )
-    return "".join(lines)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ..attacks.kspace import (
     as_eps,
 )
 from ..physics import fft2c, undersample
+from ..profiles import Profile
 
 
 def eps_key(eps: float) -> str:
@@ -53,7 +54,7 @@ def merge_eps(*grids: EpsLike) -> list[float]:
     return sorted(out)
 
 
-def transfer_eps(profile: Any, extra: EpsLike = ()) -> list[float]:
+def transfer_eps(profile: Profile, extra: EpsLike = ()) -> list[float]:
     """The eps grid of the transfer experiment of a profile: the white-box grid, the diffusion
     eps, the route eps and ``extra`` (sorted union)."""
     a = profile.attack

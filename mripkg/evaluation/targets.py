@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from ..attacks.kspace import (
     frozen,
 )
-from ..io import atomic_write_json, sha256_file
+from ..io import atomic_write_json, save_safetensors, sha256_file
 from ..models.ddpm import DiffusionReconstructor
 from .selection import SliceSet
 
@@ -108,17 +107,8 @@ class ReconCache:
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"reconstruction {name}/{key} has non-finite values; not cached")
         p = self.path(name, key)
-        p.parent.mkdir(parents=True, exist_ok=True)
         t = x.detach().cpu().contiguous()
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"x": t}, tmp)
-            digest = sha256_file(Path(tmp))
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        digest = save_safetensors(p, {"x": t})
         side = {
             "format": RECON_FORMAT,
             "name": name,

@@ -1,11 +1,15 @@
-"""Stage 6, experiments: what a notebook runs, one call per analysis.
+"""Stage 6, experiments: what a notebook runs, one call per analysis cell.
 
-Receives a profile, the models and the evaluation tools; hands on result dicts that the
-notebooks save and report/ turns into tables, figures and verdicts.
+Receives a profile, the data set, the mask and the notebook's parameters; hands on result
+dicts and evaluations that the notebooks save and report/ turns into tables, figures and
+verdicts.  Each notebook's study is one class whose methods are its analysis cells, in order:
 
-- :mod:`.whitebox`: notebook 03's checks (short vs full sampler, convergence, step sizes);
-- :mod:`.out_of_domain`: notebook 07's out-of-domain slices;
-- :mod:`.open_questions`: notebook 07's questions beyond the paper.
+- :mod:`.whitebox`: :class:`~.whitebox.WhiteBox` (notebook 03) and its sampler, convergence
+  and step-size checks;
+- :mod:`.transfer`: :class:`~.transfer.Transfer` (notebook 04);
+- :mod:`.artifacts`: :class:`~.artifacts.Artifacts` (notebook 05);
+- :mod:`.out_of_domain`: notebook 02's out-of-domain slices;
+- :mod:`.open_questions`: :class:`~.open_questions.OpenQuestions` (notebook 07).
 
 Imports only the stages below it (root .. evaluation).
 """

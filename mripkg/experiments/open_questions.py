@@ -9,24 +9,50 @@ changes to the diffusion sampler act as a defence?
 * Seed-averaged diffusion: the mean of several sampler draws, an estimate of the posterior
   mean (:class:`MeanTarget`).
 
-The experiment machinery is :mod:`mripkg.robustness` (targets, evaluations, controls); this
-module adds the two defences as targets and the table of notebook 07.
+The experiment machinery is :mod:`mripkg.evaluation` (targets, evaluations, controls); this
+module adds the two defences as targets, the table of notebook 07 and :class:`OpenQuestions`,
+the notebook's analysis cells one method each.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..evaluation.scoring import Evaluation
-from ..evaluation.selection import SliceSet, eps_key, spread_ids
+from ..attacks.control import budget_controls
+from ..data import MRIDataset
+from ..evaluation.attack_runs import (
+    attack_settings,
+    missing_pairs,
+    model_id,
+    run_whitebox,
+    time_attack_step,
+)
+from ..evaluation.clean import build_reconstructors, build_tv
+from ..evaluation.scoring import Evaluation, evaluate_attack, pending_keys
+from ..evaluation.selection import (
+    SliceSet,
+    eps_key,
+    merge_eps,
+    slice_set,
+    spread_ids,
+    subset_result,
+)
 from ..evaluation.stats import clear_word, excess_over_control
-from ..evaluation.summaries import transfer_summary
-from ..evaluation.targets import Target
+from ..evaluation.summaries import transfer_summary, whitebox_summary
+from ..evaluation.targets import ReconCache, Target
+from ..io import all_finite, read_json, write_json
+from ..models import LABELS
 from ..models.ddpm import DiffusionReconstructor
+from ..paths import REPO_ROOT, run_dir
+from ..profiles import Profile
 
 
 class MeanTarget:
@@ -212,3 +238,228 @@ __all__ = [
     "table_rows",
     "tv_diffusion_target",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# notebook 07, step by step: each method is one analysis cell
+
+#: the transfer sources of notebook 07, and every target of its table
+SOURCES = ["resunetpp", "irim", "tv"]
+ALL_TARGETS = ["resunetpp", "irim", "tv", "diffusion", "tv_diffusion", "diffusion_mean"]
+
+
+@dataclass
+class OpenQuestions:
+    """Notebook 07: TV attacked white-box and as transfer source and target; the diffusion
+    model with two candidate defences (a TV step in the sampler, the mean of several draws).
+
+    Receives the profile, the data set, the mask and the notebook's settings; hands on the
+    evaluations (``evals``), the white-box curves and the drop table (``table``)."""
+
+    prof: Profile
+    ds: MRIDataset
+    mask: Tensor
+    batch_size: int = 8
+    tv_slices: int = 8
+    tv_eps: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.04, 0.08])
+    table_eps: list[float] = field(default_factory=lambda: [0.04, 0.08])
+    defence_slices: int = 4
+    mean_samples: int = 3
+    tv_diffusion_weight: float = 0.05
+    tv_diffusion_iters: int = 10
+
+    def load_models(self) -> tuple[str, list[dict[str, Any]]]:
+        """The reconstructors and TV with its weight chosen on validation slices; caption and
+        rows of the TV search."""
+        prof, ds = self.prof, self.ds
+        self.models, self.metas, _ = build_reconstructors(prof, ds, retrain=False)
+        tv, tv_search = build_tv(prof, ds)
+        self.models["tv"], self.metas["tv"] = tv, tv_search
+        self.tv, self.tv_search = tv, tv_search
+        caption = (
+            f"TV: {tv_search['iters']} primal-dual iterations, step ratio "
+            f"{tv_search['step_ratio']:g}, {tv_search['n_images']} validation slices"
+        )
+        rows = [
+            {"λ": f"{lam:g}", "validation PSNR dB": f"{p:.2f}", "chosen": "*" * (lam == tv.lam)}
+            for lam, p in zip(tv_search["lams"], tv_search["psnr_mean"], strict=True)
+        ]
+        return caption, rows
+
+    def attack_tv(self) -> tuple[str, list[dict[str, Any]]]:
+        """ResUNet++, i-RIM and TV attacked white-box on the TV slices (through the attack
+        cache, with a time estimate first), each source's perturbations given to every
+        other; caption and rows of PSNR drops (control)."""
+        prof, ds, mask, a, batch_size = (
+            self.prof,
+            self.ds,
+            self.mask,
+            self.prof.attack,
+            self.batch_size,
+        )
+        models, metas = self.models, self.metas
+        data = slice_set(ds["test"], mask, a.n_slices)
+        self.tdata = tdata = subset_slices(data, self.tv_slices)
+        t_eps = merge_eps(self.tv_eps, self.table_eps)
+        sources = SOURCES
+        settings = {m: attack_settings(prof, metas[m]) for m in sources}
+        todo, per = {}, {}
+        for m in sources:
+            todo[m] = missing_pairs(m, tdata, t_eps, settings[m], profile=prof.name)
+            per[m] = time_attack_step(models[m], tdata, batch_size) if todo[m] else 0.0
+        print(f"slices {tdata.slice_ids}, eps {t_eps}, {a.steps} Adam steps")
+        for m in sources:
+            minutes = todo[m] * a.steps * per[m] / 60
+            print(f"  {LABELS[m]:10s} {todo[m]:3d} pairs to attack -> about {minutes:.1f} min")
+        t0 = time.perf_counter()
+        self.attacks = attacks = {
+            m: run_whitebox(
+                models[m], m, tdata, t_eps, settings[m], profile=prof.name, batch_size=batch_size
+            )
+            for m in sources
+        }
+        print(f"attacks ready after {time.perf_counter() - t0:.0f} s")
+        for m, res in attacks.items():
+            assert (res.rel_norm <= res.eps.view(-1, 1) * (1 + 1e-6)).all(), m  # the budget
+        controls = budget_controls(tdata.kspace, mask, tdata.slice_ids, t_eps, seed=prof.seed)
+        targets = {m: Target(m, models[m], mask, batch_size=batch_size) for m in sources}
+        self.evals = evals = {
+            (s, t): evaluate_attack(targets[t], tdata, attacks[s], source=s, controls=controls)
+            for s in sources
+            for t in sources
+        }
+        self.curves = {m: whitebox_summary(evals[(m, m)]) for m in sources}
+        rows = []
+        for (s, t), ev in evals.items():
+            row = {"source": LABELS[s], "target": LABELS[t] + (" (white-box)" if s == t else "")}
+            for j, e in enumerate(ev.eps):
+                if e > 0:
+                    row[f"eps {e:g}"] = (
+                        f"{float(ev.psnr_drop[j].mean()):.2f} "
+                        f"({float(ev.psnr_drop_rand[j].mean()):.2f})"
+                    )
+            rows.append(row)
+        return "PSNR drop in dB (random control)", rows
+
+    def defences(self) -> None:
+        """The diffusion model, TV-diffusion and the seed-averaged diffusion model as targets
+        of every source's perturbations on the defence slices (reconstructions cached)."""
+        prof, mask, tdata = self.prof, self.mask, self.tdata
+        self.ddata = ddata = subset_slices(tdata, self.defence_slices)
+        d_eps = [0.0, *self.table_eps]
+        self.diff = diff = Target(
+            "diffusion",
+            self.models["diffusion"],
+            mask,
+            batch_size=self.batch_size,
+            weights_id=model_id(self.metas["diffusion"]),
+            cache=ReconCache(run_dir(prof.name) / "recons"),
+        )
+        d_targets = {
+            "diffusion": diff,
+            "tv_diffusion": tv_diffusion_target(
+                diff, self.tv_diffusion_weight, self.tv_diffusion_iters
+            ),
+            "diffusion_mean": MeanTarget("diffusion_mean", diff, self.mean_samples),
+        }
+        d_ids = ddata.slice_ids
+        d_controls = budget_controls(ddata.kspace, mask, d_ids, d_eps, seed=prof.seed)
+        d_attacks = {s: subset_result(self.attacks[s], tdata, d_ids, d_eps) for s in SOURCES}
+        pending = set()
+        for t in d_targets.values():
+            for s in SOURCES:
+                pending |= pending_keys(t, ddata, d_attacks[s], d_controls)
+        per_recon = diff.time_per_slice(ddata) if pending else 0.0
+        print(
+            f"diffusion slices {ddata.slice_ids}, eps {d_eps}, {prof.ddpm.sampler_steps} sampler "
+            f"steps, {self.mean_samples} draws in the mean; {len(pending)} reconstructions to "
+            f"run at ~{per_recon:.1f} s "
+            f"-> about {len(pending) * per_recon / 60:.1f} min"
+        )
+        t0 = time.perf_counter()
+        for name, t in d_targets.items():
+            for s in SOURCES:
+                self.evals[(s, name)] = evaluate_attack(
+                    t, ddata, d_attacks[s], source=s, controls=d_controls
+                )
+        print(f"done in {time.perf_counter() - t0:.0f} s")
+
+    def drop_table(self) -> dict[str, Any]:
+        """The drop table of every target (:func:`drop_table`) at the table eps."""
+        self.table = drop_table(self.evals, ALL_TARGETS, SOURCES, self.table_eps)
+        return self.table
+
+    def figure_images(self) -> list[tuple[str, Tensor]]:
+        """The image row of figure 7: ground truth, each model's clean reconstruction and
+        TV's white-box reconstruction at the largest table eps, on the middle defence slice."""
+        evals, tdata, ddata = self.evals, self.tdata, self.ddata
+        e_max = max(self.table_eps)
+        pos = ddata.slice_ids[len(ddata) // 2]
+        ev_tv = evals[("tv", "tv")]
+        b = ev_tv.slice_ids.index(pos)
+        images = [("ground truth", tdata.images[b])]
+        for m in ("tv", "diffusion", "tv_diffusion", "diffusion_mean"):
+            ev = evals[(m if m == "tv" else "tv", m)]
+            bb = ev.slice_ids.index(pos)
+            images.append((f"{LABELS[m]}, clean\n{float(ev.psnr_clean[bb]):.2f} dB", ev.clean[bb]))
+        j = ev_tv.index(e_max)
+        images.append(
+            (f"TV, white-box ε={e_max:g}\n{float(ev_tv.psnr[j, b]):.2f} dB", ev_tv.adv[j, b])
+        )
+        return images
+
+    def table_rows(self) -> tuple[str, list[dict[str, Any]]]:
+        """Caption and rows of the drop table (:func:`table_rows`)."""
+        return (
+            "PSNR drop in dB (clean − perturbed, mean over the slices)",
+            table_rows(self.table, LABELS, SOURCES, self.table_eps),
+        )
+
+    def save(self) -> Path:
+        """``metrics_open_questions.json``: TV's search, the defences' settings, the slices,
+        the white-box curves and the drop table, in runs/."""
+        tv_search = self.tv_search
+        out = {
+            "tv": {k: tv_search[k] for k in ("lam", "lams", "psnr_mean", "iters", "step_ratio")},
+            "tv_diffusion": {
+                "tv_weight": self.tv_diffusion_weight,
+                "tv_iters": self.tv_diffusion_iters,
+            },
+            "diffusion_mean": {"samples": self.mean_samples},
+            "slices": {"attacked": self.tdata.slice_ids, "diffusion": self.ddata.slice_ids},
+            "whitebox": self.curves,
+            "table": self.table,
+        }
+        self.json_path = write_json(run_dir(self.prof.name) / "metrics_open_questions.json", out)
+        print("wrote", self.json_path.relative_to(REPO_ROOT))
+        return self.json_path
+
+    def summary(self) -> str:
+        """The closing note (:func:`summary_markdown`) with this run's settings."""
+        prof, tv, tv_search = self.prof, self.tv, self.tv_search
+        header = (
+            f"Profile `{prof.name}`: TV with λ = {tv.lam:g} ({tv.iters} iterations) chosen on "
+            f"{tv_search['n_images']} validation slices; attacks on {len(self.tdata)} test "
+            f"slices, {prof.attack.steps} Adam steps; diffusion variants on {len(self.ddata)} "
+            f"slices, {prof.ddpm.sampler_steps} sampler steps."
+        )
+        return summary_markdown(
+            self.table, self.evals, LABELS, SOURCES, max(self.table_eps), header
+        )
+
+    def check(self, figure_paths: Sequence[Path] = ()) -> None:
+        """Assert what the notebook produced: figures, a finite JSON with every target and
+        eps, clean reconstructions at eps 0, a non-negative TV image, TV's weight."""
+        for p in figure_paths:
+            assert p.is_file() and p.stat().st_size > 0, p
+        saved = read_json(self.json_path)
+        assert all_finite(saved), "non-finite values in metrics_open_questions.json"
+        assert set(saved["table"]) == set(ALL_TARGETS), set(saved["table"])
+        for m in SOURCES:
+            assert set(saved["table"][m]["white_box"]) == {eps_key(e) for e in self.table_eps}, m
+        for key, ev in self.evals.items():  # eps = 0 through the transfer path is the clean one
+            if 0.0 in ev.eps:
+                assert torch.allclose(ev.adv[ev.index(0.0)], ev.clean), key
+        assert (self.evals[("tv", "tv")].clean >= 0).all()
+        assert math.isfinite(self.tv.lam) and self.tv.lam in self.tv_search["lams"]
+        print("all checks passed")

@@ -13,8 +13,13 @@ from .irim import IRIM
 from .resunetpp import ResUNetPP
 from .tv import TVReconstructor
 
+#: the paper's four reconstructors, in the order of every table and figure
+NAMES: tuple[str, ...] = ("zero_filled", "resunetpp", "irim", "diffusion")
+#: the two supervised ones (the attack sources of the transfer experiments)
+SUPERVISED: tuple[str, ...] = ("resunetpp", "irim")
+
 #: display name of each reconstructor (tables, figure labels, notebooks)
-MODEL_LABELS: dict[str, str] = {
+LABELS: dict[str, str] = {
     "zero_filled": "zero-filled",
     "resunetpp": "ResUNet++",
     "irim": "i-RIM",
@@ -25,4 +30,17 @@ MODEL_LABELS: dict[str, str] = {
     "diffusion_mean": "diffusion, seed mean",
 }
 
-__all__ = ["IRIM", "MODEL_LABELS", "Reconstructor", "ResUNetPP", "TVReconstructor", "ZeroFilled"]
+#: the same table under its former name
+MODEL_LABELS = LABELS
+
+__all__ = [
+    "IRIM",
+    "LABELS",
+    "MODEL_LABELS",
+    "NAMES",
+    "SUPERVISED",
+    "Reconstructor",
+    "ResUNetPP",
+    "TVReconstructor",
+    "ZeroFilled",
+]

@@ -52,8 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..evaluation.artifacts import grey_matter_mask
-from ..evaluation.clean import LABELS, MODELS
+from ..evaluation.artifacts import SPREAD_SOURCE, grey_matter_mask
 from ..evaluation.selection import eps_key
 from ..evaluation.stats import (
     CONFIDENCE,
@@ -69,12 +68,15 @@ from ..evaluation.stats import (
     slice_spearman,
     worst_window_ssim_drop,
 )
-from ..io import write_json
-from ..models import MODEL_LABELS
+from ..io import read_json, write_json
+from ..models import LABELS, NAMES, SUPERVISED
 from .tables import format_table
 
 if TYPE_CHECKING:
     from ..evaluation.scoring import Evaluation
+    from ..experiments.artifacts import Artifacts
+    from ..experiments.transfer import Transfer
+    from ..experiments.whitebox import WhiteBox
     from ..profiles import Profile
 
 #: The one number the authors published (i-RIM, eps 0.08, one ADNI slice, 256 px): PSNR in dB.
@@ -88,7 +90,7 @@ NOT_EVIDENCE = "not evidence"
 
 
 def _lab(name: str) -> str:
-    return MODEL_LABELS.get(name, name)
+    return LABELS.get(name, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,13 +103,13 @@ def clean_summary(results: dict[str, Any], spread: dict[str, Any], profile: Prof
     supervised model), saying plainly which targets are met."""
     s = results["test"]["summary"]
     zf = s["zero_filled"]
-    best_sup = max(("resunetpp", "irim"), key=lambda m: s[m]["psnr_mean"])
+    best_sup = max(SUPERVISED, key=lambda m: s[m]["psnr_mean"])
     lines = [
         f"Profile `{profile.name}` ({profile.image_size} px), test subject Colin27, "
         f"{len(results['test']['table']['zero_filled']['psnr'])} slices, paper convention:",
         "",
     ]
-    for m in MODELS:
+    for m in NAMES:
         v = s[m]
         gain = v["psnr_mean"] - zf["psnr_mean"]
         lines.append(
@@ -207,7 +209,7 @@ short_vs_full_sampler`); amplification.  ``summary[m]``: :func:`whitebox_summary
             f"{txt}."
         )
     lines.append("")
-    sup = [m for m in ("resunetpp", "irim") if m in evals]
+    sup = [m for m in SUPERVISED if m in evals]
     learned = [m for m in evals if m != "zero_filled"]
     claim5 = all(
         falls_with_eps([summary[m][k]["psnr_mean"] for k in summary[m]])
@@ -292,7 +294,7 @@ def transfer_report(
     ``evals[(source, target[, seed tag])]``; ``table``: the ``metrics_transfer.json`` layout;
     ``sampler``: a description of the diffusion sampler (``DiffusionReconstructor.describe``)."""
     labels = {**LABELS, "diffusion_image_route": "diffusion (image route)"}
-    sup = [s for s in ("resunetpp", "irim") if s in sources]
+    sup = [s for s in SUPERVISED if s in sources]
     ev_any = evals[(sup[0], "diffusion")]
     n_src = len(evals[(sup[0], "resunetpp" if sup[0] != "resunetpp" else "irim")].slice_ids)
     lines = [
@@ -986,6 +988,12 @@ def claim_rows_markdown(claim: Mapping[str, Any]) -> str:
 
 
 __all__ = [
+    "artifacts_note",
+    "check_scorecard",
+    "paper_scorecard",
+    "scorecard_notes",
+    "transfer_note",
+    "whitebox_note",
     "AUTHORS_IRIM",
     "CLAIM4_CRITERIA",
     "GREY_MATTER_EPS",
@@ -1015,3 +1023,153 @@ __all__ = [
     "whitebox_report",
     "write_scorecard",
 ]
+
+
+def whitebox_note(wb: WhiteBox) -> str:
+    """Notebook 03's closing note: :func:`whitebox_report` of a
+    :class:`~mripkg.experiments.whitebox.WhiteBox` run, then the convergence and step-size
+    checks (:meth:`~mripkg.experiments.whitebox.WhiteBox.convergence`)."""
+    prof = wb.prof
+    report = whitebox_report(
+        wb.evals,
+        wb.summary,
+        profile=prof.name,
+        steps=prof.attack.steps,
+        lr_rel=prof.attack.lr_rel,
+        proxy_rows=wb.proxy_rows,
+        short_steps=prof.attack.diffusion_steps,
+    )
+    conv, lr = wb.conv_check, wb.lr_check
+    gain, psnr_short, psnr_long = conv.gain, conv.psnr_short, conv.psnr_long
+    convergence_note = (
+        f"* Convergence (ResUNet++, eps {wb.conv_eps:g}, {len(conv.slice_ids)} test slices): "
+        f"going from {prof.attack.steps} to {conv.long_steps} steps adds "
+        f"{100 * float(gain.mean()):.1f} % damage (PSNR {float(psnr_short.mean()):.2f} -> "
+        f"{float(psnr_long.mean()):.2f} dB); step-size check on validation: best lr_rel of "
+        f"{wb.lr_rel_grid} is {lr.best:g} (score {lr.scores[lr.best]:.4f}); the profile's "
+        f"{prof.attack.lr_rel:g} scores {lr.profile_score:.4f}"
+    )
+    kept = " (within 1 %: kept)." if lr.ok else " (more than 1 % worse: the default should change)."
+    convergence_note += kept
+    return report + "\n" + convergence_note
+
+
+def transfer_note(tr: Transfer) -> str:
+    """Notebook 04's closing note: :func:`transfer_report` of a
+    :class:`~mripkg.experiments.transfer.Transfer` run."""
+    prof = tr.prof
+    return transfer_report(
+        tr.evals,
+        tr.table,
+        profile=prof.name,
+        sources=tr.sources,
+        route_eps=prof.attack.route_eps,
+        small_eps=min(tr.small_eps),
+        steps=prof.attack.steps,
+        sampler_steps=prof.ddpm.sampler_steps,
+        sampler=tr.models["diffusion"].describe(),
+    )
+
+
+def artifacts_note(art: Artifacts) -> tuple[list[dict[str, Any]], str, str]:
+    """Notebook 05's claim-4 note: :func:`artifacts_report` of an
+    :class:`~mripkg.experiments.artifacts.Artifacts` run at its shown eps.  Returns
+    ``(criteria, verdict, markdown)``."""
+    main, k_star = art.main, art.k_star
+    at_star = {
+        lab: {**art.summary[lab][k_star], "detection_auc": art.detect[lab][k_star]} for lab in main
+    }
+    return artifacts_report(
+        at_star,
+        {lab: art.summary[lab][eps_key(0.0)] for lab in art.refs},
+        profile=art.prof.name,
+        eps=art.e_star,
+        n_slices=len(art.d_ids),
+        diffusion=main[2:4],
+        supervised=main[0:2],
+        control="diffusion, random control",
+    )
+
+
+def paper_scorecard(art: Artifacts) -> dict[str, Any]:
+    """The scorecard of the paper's five claims from an
+    :class:`~mripkg.experiments.artifacts.Artifacts` run (after its statistics, detection,
+    spread detector and :meth:`~mripkg.experiments.artifacts.Artifacts.supervised_transfer`),
+    written to ``runs/<profile>/claims.json``; returns the card."""
+    from .. import paths as _paths
+
+    prof, evals, main, e_star = art.prof, art.evals, art.main, art.e_star
+    sup, d_ids = SUPERVISED, art.d_ids
+    grey = claim_grey_matter(
+        {s: evals[s, "diffusion"] for s in sup},
+        art.clean_other,
+        art.ddata.images,
+        art.test.masks[d_ids],
+        eps=GREY_MATTER_EPS,
+        seed=prof.seed,
+        other_seed_id=art.dt_other.seed,
+    )
+    noise_inputs = {}
+    for (s, t), ev in evals.items():
+        lab = f"{_lab(t)} {'white-box' if s == t else f'<- {_lab(s)}'}"
+        if lab in main[:4]:
+            noise_inputs[lab] = noise_like_inputs(ev, art.grids[lab], e_star)
+    monotone = {f"{_lab(m)} (white-box)": evals[m, m] for m in sup}
+    monotone.update({f"{_lab(s)} -> {_lab(t)}": ev for (s, t), ev in art.transfer.items()})
+    card = scorecard(
+        prof.name,
+        [
+            grey,
+            claim_transfer(art.transfer, eps=TRANSFER_EPS),
+            claim_small_eps(grey, "resunetpp", min(GREY_MATTER_EPS)),
+            claim_noise_like(noise_inputs, main[2:4], main[0:2], e_star, seed=prof.seed),
+            claim_monotone(monotone, seed=prof.seed),
+        ],
+        authors=authors_number(evals["irim", "irim"]),
+        extra={
+            "posterior_spread_detector": {
+                "source": SPREAD_SOURCE,
+                "seeds": art.spread_seeds,
+                "slices": d_ids,
+                "spread": art.spread,
+                "blind_noise_auc": {k: art.blind[k] for k in art.spread if k in art.blind},
+                "reconstructions_run": art.spread_todo,
+                "seconds": art.spread_seconds,
+            }
+        },
+    )
+    path = write_scorecard(_paths.run_dir(prof.name) / "claims.json", card)
+    print("wrote", path.relative_to(_paths.REPO_ROOT))
+    return card
+
+
+def scorecard_notes(card: Mapping[str, Any]) -> list[str]:
+    """Markdown of a scorecard: the verdicts (:func:`scorecard_markdown`), then each claim's
+    rows (:func:`claim_rows_markdown`)."""
+    return [scorecard_markdown(card)] + [
+        f"**Claim {c['claim']}** ({c['text']})\n\n" + claim_rows_markdown(c) for c in card["claims"]
+    ]
+
+
+def check_scorecard(
+    path: str | Path, profile: Profile, criteria: Sequence[Mapping[str, Any]], verdict: str
+) -> None:
+    """Assert that a written scorecard has the five claims with rows and a verdict each, that
+    its evidence flag matches the profile (smoke is no evidence), and that claim 4's note had
+    every criterion and a verdict."""
+    assert len(criteria) == len(CLAIM4_CRITERIA)
+    assert verdict in (REPRODUCED, PARTLY, NOT_REPRODUCED)
+    card = read_json(path)
+    assert [c["claim"] for c in card["claims"]] == ["1", "2", "3", "4", "5"]
+    for c in card["claims"]:
+        assert c["rows"] and all(r["n"] >= 1 for r in c["rows"]), c["claim"]
+        assert c["verdict"] in (
+            REPRODUCED,
+            PARTLY,
+            NOT_REPRODUCED,
+            NOT_EVIDENCE,
+        ) or c["verdict"].startswith("undecided"), c
+    assert card["evidence"] == (profile.name != "smoke")
+    det = card["posterior_spread_detector"]
+    assert all(0 <= v["auc"] <= 1 for k, v in det["spread"].items() if k != "0.00")
+    print("scorecard checks passed")

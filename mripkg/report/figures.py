@@ -11,7 +11,6 @@ the notebook's inline backend alike.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,8 @@ import matplotlib as mpl
 import numpy as np
 import torch
 
-from ..models import MODEL_LABELS
+from ..io import atomic_write
+from ..models import MODEL_LABELS, NAMES
 from ..paths import figures_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from ..data import MRIDataset
+    from ..experiments.artifacts import Artifacts
+    from ..experiments.open_questions import OpenQuestions
+    from ..experiments.transfer import Transfer
+    from ..experiments.whitebox import WhiteBox
     from ..profiles import Profile
 
 FIGURE_NAME_RE = re.compile(r"^fig\d+_[a-z0-9_]+$")
@@ -155,15 +159,14 @@ def save(fig: Figure, name: str, profile: Profile | str) -> list[Path]:
     written = []
     for fmt in FIGURE_FORMATS:
         target = out_dir / f"{name}.{fmt}"
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         # no timestamps or software strings: the same figure gives the same bytes
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
-        try:
-            fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=metadata)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write(
+            target,
+            lambda tmp, fmt=fmt, metadata=metadata: fig.savefig(
+                tmp, format=fmt, dpi=PNG_DPI, metadata=metadata
+            ),
+        )
         written.append(target)
     return written
 
@@ -366,7 +369,7 @@ def plot_data_and_mask(
 
 # ------------------------------------------------------------------------ figure 2
 
-MODEL_COLUMNS = ("zero_filled", "resunetpp", "irim", "diffusion")
+MODEL_COLUMNS = NAMES
 MODEL_COLORS = {
     "zero_filled": "0.5",
     "resunetpp": "tab:blue",
@@ -1000,6 +1003,13 @@ def plot_open_questions(
 
 
 __all__ = [
+    "fig7_open_questions",
+    "fig6_artifacts",
+    "fig4_small_eps_transfer",
+    "fig5_transfer_curves",
+    "fig3_attack_convergence",
+    "fig3_white_box",
+    "show",
     "FIGURE_CLAIMS",
     "FIGURE_NAME_RE",
     "STYLE",
@@ -1027,3 +1037,178 @@ __all__ = [
     "use_style",
     "zoom_window",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# one call per notebook figure: plot, save (PNG + PDF), close; the saved paths
+
+
+def show(paths: Sequence[Path]) -> None:
+    """Display the PNG of a saved figure (the first of ``paths``) in a notebook."""
+    from IPython.display import Image, display
+
+    display(Image(filename=str(paths[0])))
+
+
+def _saved(fig: Figure, name: str, profile: Profile | str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = save(fig, name, profile)
+    plt.close(fig)
+    return paths
+
+
+def fig3_white_box(wb: WhiteBox) -> list[Path]:
+    """Figure 3 of a :class:`~mripkg.experiments.whitebox.WhiteBox` run (and, when the
+    diffusion white-box ran, its diffusion panel); prints and returns the saved paths."""
+    from .. import paths as _paths
+
+    src = wb.sources
+    fig = plot_white_box(
+        {m: wb.evals[m] for m in src}, {m: wb.attacks[m] for m in src}, wb.summary, wb.pos
+    )
+    fig_paths = _saved(fig, "fig3_white_box", wb.prof)
+    print("saved:", ", ".join(str(p.relative_to(_paths.REPO_ROOT)) for p in fig_paths))
+    show(fig_paths)
+    if wb.run_diffusion:
+        dpos = len(wb.ddata) // 2
+        fig = plot_white_box(
+            {"diffusion": wb.evals["diffusion"]},
+            {"diffusion": wb.attacks["diffusion"]},
+            wb.summary,
+            dpos,
+        )
+        d_paths = _saved(fig, "fig3_white_box_diffusion", wb.prof)
+        fig_paths += d_paths
+        print("saved:", ", ".join(str(p.relative_to(_paths.REPO_ROOT)) for p in d_paths))
+        show(d_paths)
+    return fig_paths
+
+
+def fig3_attack_convergence(wb: WhiteBox) -> list[Path]:
+    """The convergence and step-size figure of
+    :meth:`~mripkg.experiments.whitebox.WhiteBox.convergence`; the saved paths."""
+    conv, lr = wb.conv_check, wb.lr_check
+    fig = plot_attack_convergence(
+        conv.history,
+        wb.prof.attack.steps,
+        lr.curves,
+        lr_profile=wb.prof.attack.lr_rel,
+        title_long=f"ResUNet++, ε = {wb.conv_eps:g}, test slices {conv.slice_ids}",
+        title_lr=f"step size: {wb.n_val} validation slices, ε {wb.lr_eps}, 2 models",
+        slice_labels=[f"test slice {i}" for i in conv.slice_ids],
+        lr_ylabel="best damage so far / best of any step size",
+    )
+    paths = _saved(fig, "fig3_attack_convergence", wb.prof)
+    show(paths)
+    return paths
+
+
+def fig4_small_eps_transfer(tr: Transfer, figure_slice: int = -1) -> list[Path]:
+    """Figure 4 of a :class:`~mripkg.experiments.transfer.Transfer` run: ResUNet++ ->
+    diffusion at the small eps, on one slice (``-1``: the middle one) with a zoom window
+    where the change is largest; prints the RMS change there and in the whole image."""
+    prof, ddata, d_ids = tr.prof, tr.ddata, tr.d_ids
+    ev4 = tr.evals[("resunetpp", "diffusion")]
+    pos = len(ddata) // 2 if figure_slice < 0 else min(int(figure_slice), len(ddata) - 1)
+    size = max(8, prof.image_size // 4)
+    adv4, rand4, text4 = {}, {}, {}
+    for e in tr.small_eps:
+        j = ev4.index(e)
+        adv4[e], rand4[e] = ev4.adv[j, pos], ev4.rand[j, pos]
+        text4[e] = f"{float(ev4.psnr[j, pos]):.2f} dB (clean {float(ev4.psnr_clean[pos]):.2f})"
+        d_adv = (adv4[e] - ev4.clean[pos])[0]
+        d_rnd = (rand4[e] - ev4.clean[pos])[0]
+        r0, c0 = zoom_window(d_adv, size)
+        win = (slice(r0, r0 + size), slice(c0, c0 + size))
+        print(
+            f"eps {e:g}: window rows {r0}-{r0 + size - 1}, cols {c0}-{c0 + size - 1}; RMS change "
+            f"there {float(d_adv[win].pow(2).mean().sqrt()):.4f} (random control "
+            f"{float(d_rnd[win].pow(2).mean().sqrt()):.4f}); whole image "
+            f"{float(d_adv.pow(2).mean().sqrt()):.4f} ({float(d_rnd.pow(2).mean().sqrt()):.4f})"
+        )
+    fig = plot_small_eps_transfer(
+        ddata.images[pos],
+        ev4.clean[pos],
+        adv4,
+        rand4,
+        zoom=size,
+        metrics_text=text4,
+        title=f"ResUNet++ -> diffusion, test slice {d_ids[pos]}, sampler seed {ev4.seed}",
+    )
+    paths = _saved(fig, "fig4_small_eps_transfer", prof)
+    show(paths)
+    return paths
+
+
+def fig5_transfer_curves(tr: Transfer) -> list[Path]:
+    """Figure 5 of a :class:`~mripkg.experiments.transfer.Transfer` run (after
+    :meth:`~mripkg.experiments.transfer.Transfer.summarise`)."""
+    from ..experiments.transfer import MATRIX_TARGETS
+
+    fig = plot_transfer_curves(
+        tr.table,
+        tr.sources,
+        ["resunetpp", "irim", "diffusion"],
+        tr.prof.attack.route_eps,
+        MATRIX_TARGETS,
+    )
+    paths = _saved(fig, "fig5_transfer_curves", tr.prof)
+    show(paths)
+    return paths
+
+
+def fig6_artifacts(art: Artifacts, figure_slice: int = -1) -> list[Path]:
+    """Figure 6 of an :class:`~mripkg.experiments.artifacts.Artifacts` run: the artifact maps
+    of one slice (``-1``: the middle one) at the shown eps, their standardised values and the
+    statistics against eps; prints and returns the saved paths."""
+    from .. import paths as _paths
+    from ..evaluation.artifacts import standardised_values
+    from ..evaluation.selection import eps_key
+
+    ddata, d_ids, test, groups, grids = art.ddata, art.d_ids, art.test, art.groups, art.grids
+    pos = len(ddata) // 2 if figure_slice < 0 else min(int(figure_slice), len(ddata) - 1)
+    sid = d_ids[pos]
+    main, refs = art.main, list(art.refs)
+    colors = dict(
+        zip(
+            [*main, *refs],
+            ["tab:blue", "tab:orange", "tab:green", "tab:olive", "0.45", "tab:purple", "black"],
+            strict=True,
+        )
+    )
+    maps, text, values = {}, {}, {}
+    for lab in [*main, *refs]:
+        eps, arts, ids = groups[lab]
+        j = 0 if lab in refs else [eps_key(e) for e in eps].index(art.k_star)
+        i = ids.index(sid)
+        maps[lab] = arts[j, i, 0]
+        st = {k: float(v[j, i]) for k, v in grids[lab].items()}
+        text[lab] = f"kurt {st['excess_kurtosis']:.1f}, adj {st['neighbour_corr']:.2f}"
+        values[lab] = standardised_values(arts[j], test.masks[ids])
+    curves = {
+        lab: {float(k): v for k, v in art.summary[lab].items() if float(k) > 0} for lab in main
+    }
+    fig = plot_artifacts(
+        maps,
+        values,
+        curves,
+        colors=colors,
+        map_text=text,
+        title=f"Artifacts f(y + Mδ) − f(y) at ε = {art.e_star:g}, test slice {sid}",
+    )
+    fig_paths = _saved(fig, "fig6_artifacts", art.prof)
+    print("saved:", ", ".join(str(p.relative_to(_paths.REPO_ROOT)) for p in fig_paths))
+    show(fig_paths)
+    return fig_paths
+
+
+def fig7_open_questions(oq: OpenQuestions) -> list[Path]:
+    """Figure 7 of an :class:`~mripkg.experiments.open_questions.OpenQuestions` run (after
+    its drop table); the saved paths."""
+    from ..experiments.open_questions import SOURCES
+
+    fig = plot_open_questions(oq.curves, oq.table, SOURCES, max(oq.table_eps), oq.figure_images())
+    paths = _saved(fig, "fig7_open_questions", oq.prof)
+    show(paths)
+    return paths

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_write_text
+from ..models import MODEL_LABELS, NAMES
 from ..paths import REPO_ROOT, results_dir, shipped_weights_dir
 
 PROFILE = "quick"
@@ -33,11 +35,10 @@ MARKER_RE = re.compile(
 )
 OPEN_RE = re.compile(r"<!-- results:([A-Za-z0-9_\-]+) -->")
 
+#: the README's labels: the four models' (mripkg.models.LABELS) and the image route; models
+#: beyond the paper keep their keys here (the committed README shows "tv", "tv_diffusion")
 LABELS = {
-    "zero_filled": "zero-filled",
-    "resunetpp": "ResUNet++",
-    "irim": "i-RIM",
-    "diffusion": "diffusion",
+    **{m: MODEL_LABELS[m] for m in NAMES},
     "diffusion_image_route": "diffusion, authors' image route",
 }
 
@@ -123,7 +124,7 @@ def clean_table(results: Path) -> str:
     else:
         sampler = "?"
     rows = []
-    for key in ("zero_filled", "resunetpp", "irim", "diffusion"):
+    for key in NAMES:
         if key == "zero_filled":
             label, training = "zero-filled", "-"
         else:
@@ -167,7 +168,7 @@ def white_box_table(results: Path) -> str:
     header = ["model", *(f"eps {float(k):g}" for k in cols)]
     header += [f"random control, eps {float(top):g}", "amplification"]
     rows = []
-    for key in ("zero_filled", "resunetpp", "irim", "diffusion"):
+    for key in NAMES:
         if key not in m:
             continue
         r = m[key]
@@ -197,7 +198,7 @@ def transfer_table(results: Path) -> str:
     eps_keys = _eps_keys(any_cell)
     quick_eps = f"{PROFILES[PROFILE].attack.route_eps:.2f}"
     eps = quick_eps if quick_eps in eps_keys else eps_keys[-1]
-    targets = ["zero_filled", "resunetpp", "irim", "diffusion", "diffusion_image_route"]
+    targets = [*NAMES, "diffusion_image_route"]
     rows = []
     for src in ("resunetpp", "irim", "diffusion"):
         if src not in m:
@@ -271,7 +272,7 @@ def out_of_domain_table(results: Path) -> str:
     from .tables import format_out_of_domain
 
     m = read_result(results, "metrics_out_of_domain.json")
-    models = [k for k in ("zero_filled", "resunetpp", "irim", "diffusion") if k in m]
+    models = [k for k in NAMES if k in m]
     return "PSNR dB / SSIM\n\n" + format_out_of_domain(m, models)
 
 
@@ -541,9 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"README.md matches {args.results}")
         return 0
     if new != old:
-        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
-        tmp.write_text(new, encoding="utf-8")
-        tmp.replace(args.readme)
+        atomic_write_text(args.readme, new)
     print(f"README.md: {len(OPEN_RE.findall(new))} sections from {args.results}")
     return 0
 

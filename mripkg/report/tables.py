@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data import MRIDataset
-from ..evaluation.clean import LABELS
+from ..models import LABELS
 
 
 def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> str:
@@ -41,6 +41,23 @@ def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | 
 def dataset_table(ds: MRIDataset) -> str:
     """The dataset table of notebook 01: split, subjects, slices, image size, source."""
     return format_table(ds.table(), ["split", "subjects", "slices", "image_size", "source"])
+
+
+def clean_table(summary: Mapping[str, Mapping[str, float]], title: str = "") -> str:
+    """Markdown table of clean metrics per model (:func:`format_table`; the conventions are
+    named in the header), under a bold ``title`` when one is given."""
+    rows = [
+        {
+            "model": LABELS.get(m, m),
+            "PSNR dB (paper)": f"{s['psnr_mean']:.2f} ± {s['psnr_sd']:.2f}",
+            "SSIM (paper)": f"{s['ssim_mean']:.3f} ± {s['ssim_sd']:.3f}",
+            "SSIM (head)": f"{s['ssim_head_mean']:.3f}",
+            "PSNR dB (head)": f"{s['psnr_head_mean']:.2f}",
+            "NMSE": f"{s['nmse_mean']:.4f}",
+        }
+        for m, s in summary.items()
+    ]
+    return (f"**{title}**\n\n" if title else "") + format_table(rows)
 
 
 def format_out_of_domain(result: dict[str, Any], models: Sequence[str]) -> str:
@@ -88,6 +105,31 @@ def out_of_domain_summary(result: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "clean_table",
     "dataset_table",
     "format_table",
 ]
+
+
+def markdown(
+    table: str | Sequence[Mapping[str, object]] | tuple[str, Sequence[Mapping[str, object]]],
+) -> str:
+    """Markdown of a table as experiments/ hand it on: rows (:func:`format_table`), a
+    ``(caption, rows)`` pair (the caption, a blank line, the table; the caption alone when
+    there are no rows) or ready text."""
+    if isinstance(table, str):
+        return table
+    if isinstance(table, tuple):
+        caption, rows = table
+        return caption + ("\n\n" + format_table(rows) if rows else "")
+    return format_table(table)
+
+
+def show(
+    *tables: str | Sequence[Mapping[str, object]] | tuple[str, Sequence[Mapping[str, object]]],
+) -> None:
+    """Display tables (:func:`markdown`) in a notebook, one after the other."""
+    from IPython.display import Markdown, display
+
+    for t in tables:
+        display(Markdown(markdown(t)))

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from .. import __version__
-from ..io import atomic_write_json, sha256_file
+from ..io import atomic_write, atomic_write_json, save_safetensors, sha256_file
 
 
 class CheckpointError(RuntimeError):
@@ -51,18 +50,7 @@ def save_weights(
         if fp16 and v.is_floating_point():
             v = v.to(torch.float16)
         tensors[k] = v
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        digest = sha256_file(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    digest = save_safetensors(path, tensors)
     side = dict(meta)
     side.update({"sha256": digest, "fp16": fp16, "package_version": __version__})
     atomic_write_json(sidecar_path(path), side)
@@ -130,18 +118,7 @@ def load_weights(
 
 def save_training_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Atomically save a resumable training state (tensors, numbers, strings, dicts)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from ..data import MRIDataset, Split, load_dataset
 from ..io import atomic_write_json
 from ..models.ddpm import DiffusionReconstructor, EpsUNet, NoiseSchedule, ddpm_loss
 from ..paths import checkpoint_dir, shipped_weights_dir
-from ..physics import equispaced_mask, fft2c, undersample
+from ..physics import MRIOperator, equispaced_mask
 from ..profiles import Profile, cli_profile, progress_disabled, setup_torch
 from .checkpoints import (
     CheckpointError,
@@ -110,7 +110,7 @@ def _supervised_batch(
     x = split.images[idx]
     flip = torch.rand(batch, generator=g) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    y = undersample(fft2c(x), mask)
+    y = MRIOperator(mask).A(x)
     return y, x
 
 
@@ -144,7 +144,7 @@ def evaluate(recon, split: Split, mask: Tensor, batch: int = 8, **kwargs) -> dic
     outs = []
     for i in range(0, len(split), batch):
         x = split.images[i : i + batch].to(mask.device)
-        y = undersample(fft2c(x), mask)
+        y = MRIOperator(mask).A(x)
         if kwargs:
             outs.append(recon(y, mask, slice_ids=list(range(i, i + len(x))), **kwargs))
         else:
