@@ -18,6 +18,10 @@ TORCH_INDEX ?=
 ONLY ?=
 DATA_DIR ?=
 PARAMS ?=
+# make weights NPROC=8: train on 8 processes (GPUs when present) with torchrun + DDP;
+# TRAIN_ARGS: more options of python -m mripkg.training.train, e.g. "--tf32 --precision bf16"
+NPROC ?= 1
+TRAIN_ARGS ?=
 
 # Hash randomisation off, so that nothing depends on the interpreter's hash seed.
 export PYTHONHASHSEED = 0
@@ -29,7 +33,7 @@ help:
 	@echo "make figures [PROFILE=$(PROFILE)]  run notebooks/NN_*.ipynb with papermill -> figures, build/"
 	@echo "make test                    ruff, unit tests, nbval on every notebook (smoke profile)"
 	@echo "make lab                     JupyterLab on notebooks/"
-	@echo "make weights [PROFILE=...]   retrain the shipped weights (weights/<profile>/)"
+	@echo "make weights [PROFILE=...] [NPROC=8]  retrain the weights (weights/<profile>/); NPROC: torchrun ranks"
 	@echo "make bench [PROFILE=...]     timing benchmark -> runs/<profile>/bench.json"
 	@echo "make venv                    only create .venv and install the pinned dependencies"
 	@echo "make lock                    rewrite requirements-lock.txt from .venv (after editing pyproject)"
@@ -67,7 +71,12 @@ test: venv
 		--nbval-cell-timeout=900 notebooks/
 
 weights: venv
-	$(PYTHON) -m mripkg.training.train --profile $(PROFILE) --all --ship
+ifeq ($(NPROC),1)
+	$(PYTHON) -m mripkg.training.train --profile $(PROFILE) --all --ship $(TRAIN_ARGS)
+else
+	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m mripkg.training.train \
+		--profile $(PROFILE) --all --ship $(TRAIN_ARGS)
+endif
 
 lab: venv
 	$(BIN)/jupyter lab notebooks/

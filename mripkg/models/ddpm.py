@@ -229,18 +229,37 @@ class EpsUNet(nn.Module):
 # training objective
 
 
-def ddpm_loss(
-    net: EpsUNet, x0: Tensor, schedule: NoiseSchedule, generator: torch.Generator
+def ddpm_draw(
+    schedule: NoiseSchedule, shape: tuple[int, ...], generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Time steps ``t [B]`` and noise ``[B, ...]`` (of ``shape``) for a training batch, drawn
+    on the CPU from ``generator`` (the same draws on any device and any number of ranks)."""
+    t = torch.randint(0, schedule.num_timesteps, (shape[0],), generator=generator)
+    noise = torch.randn(shape, generator=generator)
+    return t, noise
+
+
+def ddpm_loss_at(
+    net: nn.Module, x0: Tensor, t: Tensor, noise: Tensor, schedule: NoiseSchedule
 ) -> Tensor:
-    """Noise-prediction MSE for a batch of clean images ``x0 [B, 1, H, W]`` in [-1, 1]."""
+    """Noise-prediction MSE of ``net`` on clean images ``x0 [B, 1, H, W]`` in [-1, 1] noised to
+    steps ``t [B]`` with ``noise`` (shaped as ``x0``; moved to its device)."""
     b = x0.shape[0]
     abar = schedule.alphas_cumprod.to(torch.float32)
-    t = torch.randint(0, schedule.num_timesteps, (b,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)  # drawn on the CPU
+    noise = noise.to(x0.device)
     a = abar[t].view(b, 1, 1, 1).to(x0.device)
     t = t.to(x0.device)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
     return F.mse_loss(net(xt, t), noise)
+
+
+def ddpm_loss(
+    net: EpsUNet, x0: Tensor, schedule: NoiseSchedule, generator: torch.Generator
+) -> Tensor:
+    """Noise-prediction MSE for a batch of clean images ``x0 [B, 1, H, W]`` in [-1, 1] (time
+    steps and noise drawn from ``generator``, :func:`ddpm_draw`)."""
+    t, noise = ddpm_draw(schedule, tuple(x0.shape), generator)
+    return ddpm_loss_at(net, x0, t, noise, schedule)
 
 
 # --------------------------------------------------------------------------------------------
