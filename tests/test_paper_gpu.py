@@ -31,3 +31,40 @@ def test_on_device_passes_gradients_and_returns_to_the_input_device():
     torch.testing.assert_close(out, net(y, mask))
     out.sum().backward()
     assert y.grad is not None and float(y.grad.abs().sum()) > 0
+
+
+def test_smoke_run_writes_attack_numbers_first_and_after_every_stage(tmp_path):
+    import json
+
+    from mripkg.paper_gpu import run
+
+    seen = []
+
+    def log(line: str) -> None:  # the file on disk when each stage reports
+        seen.append(json.loads((tmp_path / "paper_gpu.json").read_text())["stages_done"][-1])
+
+    res = run(
+        tmp_path,
+        "smoke",
+        train_seconds=0.5,
+        n_train_subjects=2,
+        log=log,
+        attack_slices=1,
+        costs=False,
+    )
+    order = ["data", "train resunetpp", "train irim", "attack resunetpp", "attack irim"]
+    assert seen == order == res["stages_done"]
+    assert set(res["attacks"]["whitebox"]) == {"resunetpp", "irim"}
+    assert set(res["attacks"]["transfer"]) == {
+        "resunetpp->irim",
+        "resunetpp->zero_filled",
+        "irim->resunetpp",
+        "irim->zero_filled",
+    }
+    assert "costs" not in res
+    again = run(tmp_path / "b", "smoke", models_from=tmp_path, attack_slices=1, costs=False)
+    assert again["stages_done"] == ["data", "models loaded", "attack resunetpp", "attack irim"]
+    for name in ("resunetpp", "irim"):
+        assert (
+            again["attacks"]["whitebox"][name]["psnr"] == res["attacks"]["whitebox"][name]["psnr"]
+        )

@@ -1,25 +1,32 @@
-"""A time-boxed run of the ``paper`` profile on one GPU: costs, and the supervised part.
+"""A time-boxed run of the ``paper`` profile on one GPU: Eq. 5 numbers at 256 px first.
 
 The paper profile (256 px, ResUNet++ 32-512 filters, i-RIM 8 steps, DDPM base 128 with 1000
-sampler steps) needs GPU days to train in full.  This module does what fits in minutes of GPU
-time and says what the rest would cost::
+sampler steps) needs GPU days to train in full.  This module delivers, within minutes of one
+GPU, the white-box and transfer numbers of the two supervised models at 256 px, and then what
+the rest would cost (the runbook: ``docs/paper-profile.md``)::
 
-    python -m mripkg.paper_gpu --out runs/paper/gpu --train-seconds 120
+    python -m mripkg.paper_gpu --out runs/paper/gpu --train-seconds 45 --train-subjects 6 \
+        --attack-slices 16 --no-costs                           # about 6 min on one H100 (est.)
+    python -m mripkg.paper_gpu --models-from runs/paper/gpu     # later: all 32 slices, costs
 
-1. **Costs**: parameters and training-step time of each model at the paper's batch (16) and size
-   (256 px), the DDPM U-Net forward time (from which the 1000-step sampler's time per slice and
-   the time of the profile's full training schedules follow), the attack step time.
-2. **Supervised models, trained briefly**: ResUNet++ and i-RIM, each for about
-   ``train_seconds`` (the step count is set from the measured step time, so the learning-rate
-   schedule runs its whole course), on a reduced set of MNI pseudo-subjects.
-3. **Clean reconstruction and Eq. 5**: PSNR / SSIM on the Colin27 test slices; the white-box
-   attack on each supervised model across the eps grid with the equal-norm random control, and
-   the transfer of each one's perturbations to the other.
+Stages, in this order, each written to ``<out>/paper_gpu.json`` (atomically) as it finishes,
+so a run cut off by its time limit keeps everything before:
 
-Everything is written to ``<out>/paper_gpu.json`` after every stage (atomically), so a run cut
-off by its time limit still leaves what it measured.  The DDPM is only timed, not trained: its
-prior needs hours of GPU time at this size.  Without a GPU the same code runs on the CPU (use
-``--profile smoke`` to check it).
+1. **Data**: the Colin27 test slices (and the MNI training pseudo-subjects, a reduced set, only
+   when the models are trained here).
+2. **Models**: ResUNet++ and i-RIM loaded from an earlier run's output (``--models-from``) or
+   trained for about ``--train-seconds`` each (the step count set from a measured burst of
+   steps, so the learning-rate schedule runs its whole course).
+3. **Attacks**, one source model at a time: clean PSNR / SSIM on the test slices, the white-box
+   attack across the eps grid with the equal-norm random control, and the transfer of its
+   perturbations to the other model and to zero filling.  Attack entries are cached per
+   (slice, eps) in ``<out>/attacks``: a rerun continues where a cut-off one stopped.
+4. **Costs**: parameters, training-step and inference times of the three networks at the
+   paper's batch and size, the DDPM's 1000-step sampler time per slice and the time of every
+   full training schedule (``--costs-from`` reuses an earlier run's; ``--no-costs`` skips).
+
+The DDPM is only timed, not trained: its prior needs GPU days at this size (``make weights
+PROFILE=paper NPROC=8``).  Without a GPU the same code runs on the CPU (``--profile smoke``).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from torch import Tensor, nn
 
 from .. import models
 from ..attacks.cache import AttackCache
-from ..data import load_dataset
+from ..data import load_dataset, load_test_split
 from ..io import atomic_write_json
 from ..paths import run_dir
 from ..physics import MRIOperator, equispaced_mask
@@ -96,17 +103,22 @@ def reduced_profile(profile: Profile, n_train_subjects: int | None) -> Profile:
     return dataclasses.replace(profile, data=data)
 
 
-def measure_costs(profile: Profile, images: Tensor, device: torch.device) -> dict[str, Any]:
+def measure_costs(
+    profile: Profile,
+    images: Tensor,
+    device: torch.device,
+    only: tuple[str, ...] = (*SUPERVISED, "ddpm"),
+) -> dict[str, Any]:
     """Parameters, training-step and inference times of the three networks at the profile's
     size and batch; the DDPM's 1000-step sampler time per slice and full training time are
     extrapolated from the U-Net's forward and training-step times.  ``images [N, 1, H, W]``
-    (N >= the batch size) on the CPU."""
+    (N >= the batch size) on the CPU; ``only``: these networks."""
     from ..models.ddpm import NoiseSchedule, ddpm_loss
     from ..training.train import build_model, model_settings
 
     mask = equispaced_mask(profile.image_size).to(device)
     out: dict[str, Any] = {}
-    for name in (*SUPERVISED, "ddpm"):
+    for name in only:
         cfg = model_settings(name, profile)
         net = build_model(name, profile).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-5)
@@ -174,9 +186,12 @@ def attack_tables(
     cache_dir: Path,
     batch_size: int,
     progress: bool | None = None,
+    on_source: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Clean metrics, white-box curves with the equal-norm control, and transfer between the
-    supervised models on the test split (the profile's eps grid, attack steps and seed)."""
+    supervised models on the test split (the profile's eps grid, attack steps and seed).
+    ``on_source(source, tables so far)`` is called after each source model's white-box and
+    transfer rows are in (to write them before the next source starts)."""
     from ..attacks.control import budget_controls
     from ..evaluation.attack_runs import attack_settings, run_whitebox
     from ..evaluation.scoring import evaluate_attack
@@ -230,7 +245,31 @@ def attack_tables(
                 out["whitebox"][source] = rows
             else:
                 out["transfer"][f"{source}->{target_name}"] = rows
+        if on_source is not None:
+            on_source(source, out)
     return out
+
+
+def load_models(
+    profile: Profile, models_from: Path, device: torch.device
+) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]]]:
+    """The supervised networks of an earlier run: ``<models_from>/<name>.safetensors`` or
+    ``<models_from>/checkpoints/<name>.safetensors`` (verified against the profile's config)."""
+    from ..training.train import load_model
+
+    nets, metas = {}, {}
+    for name in SUPERVISED:
+        cands = [Path(models_from) / f"{name}.safetensors"]
+        cands.append(Path(models_from) / "checkpoints" / f"{name}.safetensors")
+        path = next((c for c in cands if c.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(
+                f"no {name} weights in {models_from} (looked for "
+                f"{', '.join(str(c) for c in cands)})"
+            )
+        net, meta = load_model(name, profile, path)
+        nets[name], metas[name] = net.to(device), {**meta, "loaded_from": str(path)}
+    return nets, metas
 
 
 def run(
@@ -243,11 +282,18 @@ def run(
     log: Callable[[str], None] = print,
     attack_slices: int | None = None,
     costs_from: Path | None = None,
+    models_from: Path | None = None,
+    costs: bool = True,
 ) -> dict[str, Any]:
-    """Do the three stages (module doc) and return what was measured (also in
-    ``<out_dir>/paper_gpu.json``).  ``attack_slices``: attack that many test slices instead of
-    the profile's; ``costs_from``: take stage 1 from an earlier ``paper_gpu.json`` (same
-    profile and device name) instead of measuring it again."""
+    """The stages, attack numbers first (module doc), each written to
+    ``<out_dir>/paper_gpu.json`` as it finishes; returns the same dict.
+
+    1. the test split; 2. the two supervised models, loaded from ``models_from`` (an earlier
+    run's output folder) or trained for ``train_seconds`` each (the step count set from a short
+    measured burst of steps); 3. the attacks, one source model at a time; 4. the costs of all
+    three networks (``costs_from``: taken from an earlier ``paper_gpu.json`` of the same profile
+    and device; ``costs=False``: skipped).  ``attack_slices``: attack that many test slices
+    instead of the profile's."""
     if train_seconds <= 0:
         raise ValueError(f"train_seconds must be > 0, got {train_seconds}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -268,89 +314,170 @@ def run(
         "torch": torch.__version__,
         "train_seconds_per_model": train_seconds,
         "data": dataclasses.asdict(profile.data),
+        "order": "attacks first: data, models, attacks (per source), costs",
         "stages_done": [],
+        "stage_s": {},
     }
+    t_start = time.perf_counter()
+    t_stage = [t_start]
 
     def save(stage: str) -> None:
+        now = time.perf_counter()
         res["stages_done"].append(stage)
+        res["stage_s"][stage] = now - t_stage[0]
+        res["elapsed_s"] = now - t_start
+        t_stage[0] = now
         atomic_write_json(res_path, res)
-        log(f"[paper_gpu] {stage} done ({time.perf_counter() - t_start:.0f} s)")
-
-    t_start = time.perf_counter()
-    ds = load_dataset(profile)
-    res["data_s"] = time.perf_counter() - t_start
-    res["slices"] = {k: len(ds[k]) for k in ("train", "val", "test", "test_id")}
-    save("data")
+        log(f"[paper_gpu] {stage} done ({now - t_start:.0f} s)")
 
     earlier = json.loads(Path(costs_from).read_text()) if costs_from else None
-    if earlier is not None:
-        if earlier.get("profile") != profile.name or earlier.get("device") != res["device"]:
-            raise ValueError(
-                f"{costs_from} holds costs of {earlier.get('profile')!r} on "
-                f"{earlier.get('device')!r}, not {profile.name!r} on {res['device']!r}"
-            )
-        res["costs"] = earlier["costs"]
-        res["costs_from"] = str(costs_from)
-    else:
-        res["costs"] = measure_costs(profile, ds["train"].images, dev)
-    save("costs")
+    if earlier is not None and (
+        earlier.get("profile") != profile.name or earlier.get("device") != res["device"]
+    ):
+        raise ValueError(
+            f"{costs_from} holds costs of {earlier.get('profile')!r} on "
+            f"{earlier.get('device')!r}, not {profile.name!r} on {res['device']!r}"
+        )
 
-    from ..training.train import train_model
+    # 1. data: the test split alone when the models come from an earlier run
+    test = load_test_split(profile)
+    ds = None if models_from is not None else load_dataset(profile)
+    res["data_s"] = time.perf_counter() - t_start
+    res["slices"] = {"test": len(test)}
+    if ds is not None:
+        res["slices"] = {k: len(ds[k]) for k in ("train", "val", "test", "test_id")}
+    save("data")
 
+    # 2. models
     nets: dict[str, nn.Module] = {}
     metas: dict[str, dict[str, Any]] = {}
     res["training"] = {}
-    for name in SUPERVISED:
-        step_s = res["costs"][name]["train_step_s"]
-        steps = max(10, int(train_seconds / (step_s * 1.15)))  # 15 % for validation
-        t0 = time.perf_counter()
-        tr = train_model(
-            name,
-            profile,
-            ds,
-            out_dir=out_dir / "checkpoints",
-            resume=False,
-            steps=steps,
-            max_minutes=1.5 * train_seconds / 60,
-            progress=False,
-            log_progress=True,
-            device=dev,
-        )
-        nets[name] = tr.net
-        metas[name] = tr.meta
-        hist = tr.history
-        res["training"][name] = {
-            "steps_planned": steps,
-            "steps_done": hist["step"][-1] if hist.get("step") else 0,
-            "wall_s": time.perf_counter() - t0,
-            "best_val_psnr": tr.meta.get("val_psnr"),
-            "best_val_ssim": tr.meta.get("val_ssim"),
-            "best_step": tr.meta.get("step"),
-            "val_psnr_curve": list(zip(hist["val_step"], hist["val_psnr"], strict=True)),
+    if models_from is not None:
+        nets, metas = load_models(profile, Path(models_from), dev)
+        res["models_from"] = str(models_from)
+        res["training"] = {
+            k: {
+                "loaded_from": m["loaded_from"],
+                "steps_done": m.get("step"),
+                "best_val_psnr": m.get("val_psnr"),
+                "best_val_ssim": m.get("val_ssim"),
+                "best_step": m.get("step"),
+            }
+            for k, m in metas.items()
         }
-        save(f"train {name}")
+        save("models loaded")
+    else:
+        assert ds is not None
+        for name in SUPERVISED:
+            nets[name], metas[name], res["training"][name] = _train_briefly(
+                name, profile, ds, dev, train_seconds, out_dir
+            )
+            save(f"train {name}")
 
-    res["attacks"] = attack_tables(
-        profile, nets, metas, ds["test"], dev, out_dir / "attacks", batch_size, progress=False
+    # 3. attacks, written after each source model
+    def on_source(source: str, tables: dict[str, Any]) -> None:
+        res["attacks"] = tables
+        save(f"attack {source}")
+
+    attack_tables(
+        profile,
+        nets,
+        metas,
+        test,
+        dev,
+        out_dir / "attacks",
+        batch_size,
+        progress=False,
+        on_source=on_source,
     )
-    save("attacks")
+
+    # 4. costs
+    if earlier is not None:
+        res["costs"] = earlier["costs"]
+        res["costs_from"] = str(costs_from)
+        save("costs")
+    elif costs:
+        train = ds["train"].images if ds is not None else None
+        images = train if train is not None and len(train) >= 16 else _cost_images(test, 16)
+        res["costs"] = measure_costs(profile, images, dev)
+        save("costs")
     res["total_s"] = time.perf_counter() - t_start
     atomic_write_json(res_path, res)
     return res
+
+
+def _cost_images(test: Any, n: int) -> Tensor:
+    """``n`` images for the cost measurement when no training split was loaded: the test
+    slices repeated (only shapes and sizes matter for the timings)."""
+    imgs = test.images
+    reps = -(-n // len(imgs))
+    return imgs.repeat(reps, 1, 1, 1)[:n]
+
+
+def _train_briefly(
+    name: str,
+    profile: Profile,
+    ds: Any,
+    dev: torch.device,
+    train_seconds: float,
+    out_dir: Path,
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """Train ``name`` for about ``train_seconds``: the step count comes from the median time
+    of a few measured steps (so the LR schedule runs its whole course)."""
+    from ..training.train import train_model
+
+    step_s = measure_costs(profile, ds["train"].images, dev, only=(name,))[name]["train_step_s"]
+    steps = max(10, int(train_seconds / (step_s * 1.15)))  # 15 % for validation
+    t0 = time.perf_counter()
+    tr = train_model(
+        name,
+        profile,
+        ds,
+        out_dir=out_dir / "checkpoints",
+        resume=False,
+        steps=steps,
+        max_minutes=1.5 * train_seconds / 60,
+        progress=False,
+        log_progress=True,
+        device=dev,
+    )
+    hist = tr.history
+    row = {
+        "train_step_s": step_s,
+        "steps_planned": steps,
+        "steps_done": hist["step"][-1] if hist.get("step") else 0,
+        "wall_s": time.perf_counter() - t0,
+        "best_val_psnr": tr.meta.get("val_psnr"),
+        "best_val_ssim": tr.meta.get("val_ssim"),
+        "best_step": tr.meta.get("step"),
+        "val_psnr_curve": list(zip(hist["val_step"], hist["val_psnr"], strict=True)),
+    }
+    return tr.net.to(dev), tr.meta, row
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--out", type=Path, default=None, help="default: runs/<profile>/gpu")
-    ap.add_argument("--train-seconds", type=float, default=120.0)
-    ap.add_argument("--train-subjects", type=int, default=16)
+    ap.add_argument("--train-seconds", type=float, default=60.0)
+    ap.add_argument("--train-subjects", type=int, default=8)
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--batch-size", type=int, default=72, help="(slice, eps) pairs per attack")
     ap.add_argument("--attack-slices", type=int, default=0, help="0: the profile's test slices")
     ap.add_argument(
-        "--costs-from", type=Path, default=None, help="reuse stage 1 of an earlier paper_gpu.json"
+        "--models-from",
+        type=Path,
+        default=None,
+        help="load ResUNet++ and i-RIM from an earlier run's output (its checkpoints/) "
+        "instead of training them",
     )
+    ap.add_argument(
+        "--costs-from",
+        type=Path,
+        default=None,
+        help="take the costs from an earlier paper_gpu.json",
+    )
+    ap.add_argument("--no-costs", action="store_true", help="skip the cost stage (the last)")
     args = ap.parse_args(argv)
     out = args.out if args.out is not None else run_dir(args.profile) / "gpu"
     res = run(
@@ -362,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size,
         attack_slices=args.attack_slices or None,
         costs_from=args.costs_from,
+        models_from=args.models_from,
+        costs=not args.no_costs,
     )
     print(f"wrote {out / 'paper_gpu.json'} in {res['total_s']:.0f} s")
     return 0
