@@ -68,3 +68,32 @@ def test_smoke_run_writes_attack_numbers_first_and_after_every_stage(tmp_path):
         assert (
             again["attacks"]["whitebox"][name]["psnr"] == res["attacks"]["whitebox"][name]["psnr"]
         )
+
+
+def test_runbook_cost_table_is_the_plan_of_the_committed_unit_costs():
+    import re
+    from pathlib import Path
+
+    from mripkg.paper_gpu import plan_markdown
+    from mripkg.paths import RESULTS_DIR, source_root
+
+    doc = (source_root() / "docs" / "paper-profile.md").read_text()
+    block = re.search(r"<!-- plan -->\n(.*?)\n<!-- /plan -->", doc, re.S)
+    assert block is not None
+    assert block.group(1) == plan_markdown(Path(RESULTS_DIR) / "paper" / "paper_gpu.json")
+
+
+def test_stage_costs_scale_with_gpus_and_reject_zero():
+    import json
+
+    from mripkg.paper_gpu import stage_costs
+    from mripkg.paths import RESULTS_DIR
+
+    costs = json.loads((RESULTS_DIR / "paper" / "paper_gpu.json").read_text())["costs"]
+    one, eight = stage_costs(costs, PAPER, 1), stage_costs(costs, PAPER, 8)
+    assert [r["stage"] for r in one] == [r["stage"] for r in eight]
+    ddpm = next(r for r in one if r["stage"] == "train ddpm")
+    assert abs(ddpm["hours"] - 500000 * costs["ddpm"]["train_step_s"] / 3600) < 1e-9
+    assert all(e["hours"] <= o["hours"] for o, e in zip(one, eight, strict=True))
+    with pytest.raises(ValueError, match="gpus"):
+        stage_costs(costs, PAPER, 0)

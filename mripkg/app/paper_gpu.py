@@ -168,6 +168,122 @@ def measure_costs(
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# what the whole paper profile costs, from the measured unit costs
+
+
+def stage_costs(costs: dict[str, Any], profile: Profile, gpus: int = 1) -> list[dict[str, Any]]:
+    """Hours of each stage of the full paper profile on ``gpus`` GPUs, from the unit costs that
+    :func:`measure_costs` measured on one GPU (``costs``, e.g. ``results/paper/paper_gpu.json``).
+
+    Estimates, not measurements; what each assumes is in its ``basis``:
+
+    * training: the profile's steps x the measured step time (global batch 16); on ``gpus``
+      GPUs divided by ``gpus`` (DDP on shares of 16 / gpus images: a lower bound, since a
+      share of 2 images keeps an H100 far from busy);
+    * white-box attacks on a supervised model: ``n_slices x len(eps_grid)`` (slice, eps) pairs
+      in batches of 72, ``steps`` Adam steps each; one step of a batch costs the training step
+      scaled by 72 / 16 images; batches shared over the GPUs (``--shard``) in whole rounds;
+    * transfer to the diffusion model: 1000-step reconstructions (measured U-Net forward time x
+      steps) of ``diffusion_slices`` slices: clean, and per supervised source an attacked and a
+      control input at each ``diffusion_eps`` plus the image route at ``route_eps``; the other
+      ``diffusion_seeds - 1`` seeds at ``route_eps`` (clean, attacked and control per source);
+      shared over the GPUs per slice;
+    * white-box on the diffusion model: ``diffusion_whitebox_slices x diffusion_whitebox_eps``
+      pairs in one batch, ``steps`` attack steps through a ``diffusion_steps``-step sampler with
+      ``diffusion_eot_samples`` noise draws, a U-Net forward + backward taken as 3 forwards,
+      then one 1000-step reconstruction per pair; shared over the GPUs by eps.
+    """
+    if gpus < 1:
+        raise ValueError(f"gpus must be >= 1, got {gpus}")
+    a = profile.attack
+    rows: list[dict[str, Any]] = []
+    for name in (*SUPERVISED, "ddpm"):
+        c = costs[name]
+        h = c["train_step_s"] * c["train_steps_profile"] / 3600
+        rows.append(
+            {
+                "stage": f"train {name}",
+                "hours": h / gpus,
+                "basis": f"{c['train_steps_profile']} steps x {c['train_step_s'] * 1e3:.0f} ms"
+                + (f" / {gpus} GPUs" if gpus > 1 else ""),
+            }
+        )
+    pairs = a.n_slices * len(a.eps_grid)
+    batches = math.ceil(pairs / 72)
+    for name in SUPERVISED:
+        step = costs[name]["train_step_s"] * 72 / 16
+        rounds = math.ceil(batches / gpus)
+        rows.append(
+            {
+                "stage": f"white-box attack on {name}",
+                "hours": rounds * a.steps * step / 3600,
+                "basis": f"{pairs} pairs = {batches} batches of 72 x {a.steps} steps x "
+                f"{step:.2f} s (est.)"
+                + (f", {rounds} round(s) on {gpus} GPUs" if gpus > 1 else ""),
+            }
+        )
+    d = costs["ddpm"]
+    per_slice = d["unet_forward_s_per_batch"] * d["sampler_steps"] / d["batch"]
+    n_src = len(SUPERVISED)
+    recons = a.diffusion_slices * (1 + n_src * (2 * len(a.diffusion_eps) + 1))
+    recons += (max(1, a.diffusion_seeds) - 1) * a.diffusion_slices * (1 + 2 * n_src)
+    per_gpu = math.ceil(a.diffusion_slices / gpus) / a.diffusion_slices
+    rows.append(
+        {
+            "stage": "transfer to the diffusion model",
+            "hours": recons * per_gpu * per_slice / 3600,
+            "basis": f"{recons} reconstructions x {per_slice:.1f} s (1000 steps, est.)"
+            + (f", slices over {gpus} GPUs" if gpus > 1 else ""),
+        }
+    )
+    if a.diffusion_whitebox:
+        n_eps = len(a.diffusion_whitebox_eps)
+        wb_pairs = a.diffusion_whitebox_slices * n_eps
+        per_gpu_eps = math.ceil(n_eps / gpus)
+        share = wb_pairs * per_gpu_eps / n_eps
+        attack = (
+            a.steps
+            * a.diffusion_eot_samples
+            * a.diffusion_steps
+            * 3
+            * d["unet_forward_s_per_batch"]
+            * share
+            / d["batch"]
+        )
+        rows.append(
+            {
+                "stage": "white-box attack on the diffusion model",
+                "hours": (attack + share * per_slice) / 3600,
+                "basis": f"{wb_pairs} pairs x {a.steps} steps x {a.diffusion_eot_samples} draws "
+                f"x {a.diffusion_steps} sampler steps (est.)"
+                + (f", eps over {gpus} GPUs" if gpus > 1 else ""),
+            }
+        )
+    return rows
+
+
+def plan_markdown(results: Path, gpus: tuple[int, ...] = (1, 8)) -> str:
+    """The runbook's cost table: :func:`stage_costs` of the paper profile from the unit costs
+    in ``results`` (a ``paper_gpu.json``) on each number of GPUs, in hours."""
+    from .profiles import PAPER
+
+    m = json.loads(Path(results).read_text())
+    tables = {g: stage_costs(m["costs"], PAPER, g) for g in gpus}
+    head = "| stage | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus)
+    lines = [head + " | basis (1 GPU) |", "|---" * (len(gpus) + 2) + "|"]
+    for i, row in enumerate(tables[gpus[0]]):
+        cells = [_hours(tables[g][i]["hours"]) for g in gpus]
+        lines.append(f"| {row['stage']} | " + " | ".join(cells) + f" | {row['basis']} |")
+    totals = [_hours(sum(r["hours"] for r in tables[g])) for g in gpus]
+    lines.append("| **all stages** | " + " | ".join(totals) + " | |")
+    return f"Unit costs measured on {m['device']} (torch {m['torch']}).\n\n" + "\n".join(lines)
+
+
+def _hours(h: float) -> str:
+    return f"{h:.1f} h" if h >= 1 else f"{h * 60:.0f} min"
+
+
 def _mean(v: Tensor) -> float:
     return float(v.double().mean())
 
@@ -478,7 +594,17 @@ def main(argv: list[str] | None = None) -> int:
         help="take the costs from an earlier paper_gpu.json",
     )
     ap.add_argument("--no-costs", action="store_true", help="skip the cost stage (the last)")
+    ap.add_argument(
+        "--plan",
+        type=Path,
+        default=None,
+        help="only print the full paper profile's stage costs on 1 and 8 GPUs from a "
+        "paper_gpu.json (results/paper/paper_gpu.json)",
+    )
     args = ap.parse_args(argv)
+    if args.plan is not None:
+        print(plan_markdown(args.plan))
+        return 0
     out = args.out if args.out is not None else run_dir(args.profile) / "gpu"
     res = run(
         out,
