@@ -171,3 +171,16 @@ def test_one_process_batches_are_the_global_batch():
     y, x = _supervised_batch(train, mask, 4, torch.Generator().manual_seed(5))
     y1, x1 = _supervised_batch(train, mask, 4, torch.Generator().manual_seed(5), slice(2, 4))
     assert torch.equal(x1, x[2:]) and torch.equal(y1, y[2:])
+
+
+def test_training_options_are_checked(tmp_path):
+    from mripkg.train import train_model, train_supervised
+
+    with pytest.raises(ValueError, match="precision"):
+        train_model("irim", SMOKE, out_dir=tmp_path, steps=1, precision="fp16")
+    with pytest.raises(ValueError, match="save_every"):
+        train_model("irim", SMOKE, out_dir=tmp_path, steps=1, save_every=0)
+    with pytest.raises(ValueError, match="not a supervised model"):
+        train_supervised("ddpm", SMOKE)
+    with pytest.raises(TypeError, match="unknown training option"):
+        train_supervised("irim", SMOKE, out_dir=tmp_path, step=3)

@@ -1,16 +1,22 @@
 """Training: one loop for the supervised models, one for the DDPM prior.
 
-* ResUNet++ (L1 loss) and i-RIM (SSIM loss) learn ``y -> x`` from pairs made on the fly:
-  ground-truth slice ``x`` -> ``y = M F x`` with the profile's equispaced mask.
-* The DDPM learns the noise-prediction MSE on ground-truth images only (scaled to [-1, 1],
-  random crops, random left-right flips), with EMA weights and a warm-up + cosine LR schedule.
+* :func:`train_supervised`: ResUNet++ (L1 loss) and i-RIM (SSIM loss) learn ``y -> x`` from
+  pairs made on the fly: ground-truth slice ``x`` -> ``y = M F x`` with the profile's
+  equispaced mask.
+* :func:`train_ddpm`: the DDPM learns the noise-prediction MSE on ground-truth images only
+  (scaled to [-1, 1], random crops, random left-right flips), with EMA weights
+  (``torch.optim.swa_utils.AveragedModel``).
 
-Both are seeded, resumable (``runs/<profile>/checkpoints/<model>.state.pt``), validate at
-intervals and keep the best checkpoint by validation SSIM (paper convention) as safetensors +
-JSON sidecar (``<model>.safetensors``).  Command line::
+Both share one session (:class:`_Session`): Adam with a warm-up + cosine LR schedule
+(:class:`WarmupCosineLR`), seeded draws, a resumable state
+(``runs/<profile>/checkpoints/<model>.state.pt``), validation at intervals and the best
+checkpoint by validation SSIM (paper convention) as safetensors + JSON sidecar
+(``<model>.safetensors``).  Under torchrun each rank trains its share of the global batch with
+DistributedDataParallel (:mod:`mripkg.distributed`).  Command line::
 
     python -m mripkg.train --profile quick --model ddpm --max-minutes 60
     python -m mripkg.train --profile quick --all --ship     # retrain and ship weights/quick/
+    torchrun --standalone --nproc_per_node=8 -m mripkg.train --profile paper --all --tf32
 """
 
 from __future__ import annotations
