@@ -36,7 +36,7 @@ def test_on_device_passes_gradients_and_returns_to_the_input_device():
 def test_smoke_run_writes_attack_numbers_first_and_after_every_stage(tmp_path):
     import json
 
-    from mripkg.paper_gpu import run
+    from mripkg.app.paper_gpu import run
 
     seen = []
 
@@ -74,7 +74,7 @@ def test_runbook_cost_table_is_the_plan_of_the_committed_unit_costs():
     import re
     from pathlib import Path
 
-    from mripkg.paper_gpu import plan_markdown
+    from mripkg.app.paper_gpu import plan_markdown
     from mripkg.paths import RESULTS_DIR, source_root
 
     doc = (source_root() / "docs" / "paper-profile.md").read_text()
@@ -86,7 +86,7 @@ def test_runbook_cost_table_is_the_plan_of_the_committed_unit_costs():
 def test_stage_costs_scale_with_gpus_and_reject_zero():
     import json
 
-    from mripkg.paper_gpu import stage_costs
+    from mripkg.app.paper_gpu import stage_costs
     from mripkg.paths import RESULTS_DIR
 
     costs = json.loads((RESULTS_DIR / "paper" / "paper_gpu.json").read_text())["costs"]
