@@ -266,7 +266,7 @@ def stage_costs(costs: dict[str, Any], profile: Profile, gpus: int = 1) -> list[
 def plan_markdown(results: Path, gpus: tuple[int, ...] = (1, 8)) -> str:
     """The runbook's cost table: :func:`stage_costs` of the paper profile from the unit costs
     in ``results`` (a ``paper_gpu.json``) on each number of GPUs, in hours."""
-    from .profiles import PAPER
+    from ..profiles import PAPER
 
     m = json.loads(Path(results).read_text())
     tables = {g: stage_costs(m["costs"], PAPER, g) for g in gpus}
