@@ -6,13 +6,15 @@ Receives a differentiable reconstructor ``(y, mask) -> x``, fully sampled k-spac
 
 - :mod:`.kspace`: the attack of the paper (Eq. 5) and its settings checks;
 - :mod:`.control`: equal-norm Gaussian controls;
-- :mod:`.cache`: perturbations on disk, keyed by source, split, slice, eps and settings.
+- :mod:`.cache`: perturbations on disk, keyed by source, split, slice, eps and settings;
+- :mod:`.shards`: shards of a sweep (``--shard i/n`` or torchrun ranks) that fill one cache.
 
 Imports only the root modules.
 """
 
 from .cache import (
     AttackCache,
+    attack_shard,
     cached_attack,
     item_seed,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "as_eps",
     "budget_controls",
     "budget_gap",
+    "attack_shard",
     "cached_attack",
     "control_deltas",
     "frozen",

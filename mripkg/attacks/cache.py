@@ -36,6 +36,7 @@ from .kspace import (
     frozen,
     image_norm,
 )
+from .shards import MissingEntries, Shard
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
@@ -317,6 +318,7 @@ def cached_attack(
     batch_size: int | None = None,
     cache: AttackCache | None = None,
     progress: bool | None = None,
+    require_cached: bool = False,
 ) -> AttackResult:
     """:func:`kspace_attack` with a per-(slice, eps) disk cache; the same ``[E, B]`` layout.
 
@@ -332,51 +334,130 @@ def cached_attack(
     (``runs/<profile>/attacks``).  Returns CPU tensors (every entry is read back from disk, so
     a fresh and a cached call return the same bits).  Pairs are saved per chunk: give
     ``batch_size`` so that an interruption loses at most one chunk.
+
+    ``require_cached=True`` (the merge of a sharded sweep, :func:`attack_shard`): attack
+    nothing; a pair missing from the cache (or invalid there) raises
+    :class:`~mripkg.attacks.shards.MissingEntries` naming its batches.
     """
-    _check_kspace(kspace)
-    _check_mask(mask, kspace.shape[-1])
-    settings = settings or AttackSettings()
-    _validate_settings(settings.steps, settings.lr, settings.lr_rel, settings.init_scale)
-    if objective_model is not None and not settings.objective:
-        raise ValueError("give settings.objective a label when an objective_model is used")
-    if len(slice_ids) != kspace.shape[0]:
-        raise ValueError(f"{len(slice_ids)} slice ids for {kspace.shape[0]} images")
-    if len({str(s) for s in slice_ids}) != len(slice_ids):
-        raise ValueError("slice ids must be unique")
-    cache = cache or AttackCache(profile)
-    if cache.profile != profile:
-        raise ValueError(f"cache is for profile {cache.profile!r}, not {profile!r}")
-    eps_t = as_eps(eps)
-    grid: dict[tuple[int, int], AttackResult] = {}
-    for j, e in enumerate(eps_t.tolist()):
-        for b, sid in enumerate(slice_ids):
-            r = cache.load(source, split, sid, e, settings, kspace[b], mask)
-            if r is not None:
-                grid[(j, b)] = r
-    # The batches are fixed by the call (all pairs, eps-major, cut every ``batch_size``), not by
-    # what happens to be cached: a batch with any entry missing or corrupt is recomputed whole,
-    # so a repaired entry is optimised together with the very same pairs as in an uninterrupted
-    # run and comes out bit-identical (the pairs are independent problems, but the batched
-    # network passes round differently for other batch compositions).
-    pairs = [(j, b) for j in range(eps_t.shape[0]) for b in range(kspace.shape[0])]
-    chunk = int(batch_size) if batch_size else len(pairs)
-    todo = [
-        pairs[i : i + chunk]
-        for i in range(0, len(pairs), chunk)
-        if any(p not in grid for p in pairs[i : i + chunk])
-    ]
-    if todo:
+    sweep = _Sweep(
+        model, kspace, mask, eps, profile, source, slice_ids, split, settings,
+        objective_model, batch_size, cache, progress,
+    )  # fmt: skip
+    todo = sweep.todo()
+    if require_cached and todo:
+        raise MissingEntries(
+            f"{source}: batches {todo} of {len(sweep.batches)} (batch size {sweep.chunk}) have "
+            f"(slice, eps) pairs missing from {sweep.cache.root}; run the shards that own them "
+            "(batch k belongs to shard k mod n) before the merge"
+        )
+    sweep.attack(todo)
+    return sweep.result()
+
+
+def attack_shard(
+    model: ReconFn,
+    kspace: Tensor,
+    mask: Tensor,
+    eps: EpsLike,
+    *,
+    shard: Shard,
+    profile: str,
+    source: str,
+    slice_ids: Sequence[int | str],
+    split: str = "test",
+    settings: AttackSettings | None = None,
+    objective_model: ReconFn | None = None,
+    batch_size: int | None = None,
+    cache: AttackCache | None = None,
+    progress: bool | None = None,
+) -> list[int]:
+    """Fill the cache with one shard of :func:`cached_attack`'s batches (same arguments): the
+    batches ``k`` with ``k mod n == i`` for ``shard = i/n`` that have a pair missing.  Each is
+    attacked whole, as in one process, so its entries are bit-identical to those one process
+    writes.  Returns the numbers of the batches attacked here."""
+    sweep = _Sweep(
+        model, kspace, mask, eps, profile, source, slice_ids, split, settings,
+        objective_model, batch_size, cache, progress,
+    )  # fmt: skip
+    todo = [k for k in sweep.todo() if shard.owns(k)]
+    sweep.attack(todo)
+    return todo
+
+
+class _Sweep:
+    """The (slice, eps) pairs of one cached attack, their batches and what the cache holds."""
+
+    def __init__(
+        self,
+        model: ReconFn,
+        kspace: Tensor,
+        mask: Tensor,
+        eps: EpsLike,
+        profile: str,
+        source: str,
+        slice_ids: Sequence[int | str],
+        split: str,
+        settings: AttackSettings | None,
+        objective_model: ReconFn | None,
+        batch_size: int | None,
+        cache: AttackCache | None,
+        progress: bool | None,
+    ) -> None:
+        _check_kspace(kspace)
+        _check_mask(mask, kspace.shape[-1])
+        settings = settings or AttackSettings()
+        _validate_settings(settings.steps, settings.lr, settings.lr_rel, settings.init_scale)
+        if objective_model is not None and not settings.objective:
+            raise ValueError("give settings.objective a label when an objective_model is used")
+        if len(slice_ids) != kspace.shape[0]:
+            raise ValueError(f"{len(slice_ids)} slice ids for {kspace.shape[0]} images")
+        if len({str(s) for s in slice_ids}) != len(slice_ids):
+            raise ValueError("slice ids must be unique")
+        cache = cache or AttackCache(profile)
+        if cache.profile != profile:
+            raise ValueError(f"cache is for profile {cache.profile!r}, not {profile!r}")
+        self.model, self.objective_model, self.progress = model, objective_model, progress
+        self.kspace, self.mask, self.settings, self.cache = kspace, mask, settings, cache
+        self.source, self.split, self.slice_ids = source, split, slice_ids
+        self.eps_t = eps_t = as_eps(eps)
+        self.grid: dict[tuple[int, int], AttackResult] = {}
+        for j, e in enumerate(eps_t.tolist()):
+            for b, sid in enumerate(slice_ids):
+                r = cache.load(source, split, sid, e, settings, kspace[b], mask)
+                if r is not None:
+                    self.grid[(j, b)] = r
+        # The batches are fixed by the call (all pairs, eps-major, cut every ``batch_size``),
+        # not by what happens to be cached: a batch with any entry missing or corrupt is
+        # recomputed whole, so a repaired entry is optimised together with the very same pairs
+        # as in an uninterrupted run and comes out bit-identical (the pairs are independent
+        # problems, but the batched network passes round differently for other batch
+        # compositions).  The same holds for a batch attacked by a shard.
+        pairs = [(j, b) for j in range(eps_t.shape[0]) for b in range(kspace.shape[0])]
+        self.chunk = int(batch_size) if batch_size else len(pairs)
+        self.batches = [pairs[i : i + self.chunk] for i in range(0, len(pairs), self.chunk)]
+
+    def todo(self) -> list[int]:
+        """Numbers of the batches with a pair missing from the cache."""
+        return [k for k, part in enumerate(self.batches) if any(p not in self.grid for p in part)]
+
+    def attack(self, todo: Sequence[int]) -> None:
+        """Attack batches ``todo`` whole and save their missing pairs."""
+        if not todo:
+            return
+        settings, kspace, eps_t, slice_ids = self.settings, self.kspace, self.eps_t, self.slice_ids
+        cache, mask, grid = self.cache, self.mask, self.grid
         meta = _settings_meta(
             settings.steps,
             settings.lr,
             settings.lr_rel,
             settings.complex_delta,
             settings.init_scale,
-            objective_model,
+            self.objective_model,
             settings.precision,
         )
-        with frozen(model, objective_model):
-            for part in todo:
+        with frozen(self.model, self.objective_model):
+            for k in todo:
+                part = self.batches[k]
                 bs = torch.tensor([b for _, b in part], device=kspace.device)
                 flat_k = kspace[bs]
                 flat_eps = torch.stack([eps_t[j] for j, _ in part])
@@ -393,8 +474,8 @@ def cached_attack(
                     ]
                 ).to(kspace.device)
                 out = _attack_flat(
-                    model,
-                    objective_model,
+                    self.model,
+                    self.objective_model,
                     flat_k,
                     mask,
                     flat_eps,
@@ -405,7 +486,7 @@ def cached_attack(
                     complex_delta=settings.complex_delta,
                     init_scale=settings.init_scale,
                     batch_size=None,
-                    progress=progress,
+                    progress=self.progress,
                     precision=settings.precision,
                 )
                 members = [(slice_ids[b], float(eps_t[j])) for j, b in part]
@@ -417,21 +498,29 @@ def cached_attack(
                         for k, v in out.items()
                     }
                     res = _result_from_flat(one, eps_t[j : j + 1], 1, dict(meta))
-                    cache.save(res, source, split, slice_ids[b], settings, kspace[b], mask, members)
+                    cache.save(
+                        res, self.source, self.split, slice_ids[b], settings, kspace[b], mask,
+                        members,
+                    )  # fmt: skip
                     # reload so fresh and cached calls return the very same bits and metadata
                     loaded = cache.load(
-                        source, split, slice_ids[b], float(eps_t[j]), settings, kspace[b], mask
-                    )
+                        self.source, self.split, slice_ids[b], float(eps_t[j]), settings,
+                        kspace[b], mask,
+                    )  # fmt: skip
                     grid[(j, b)] = loaded if loaded is not None else res
-    rows = [
-        AttackResult.concat([grid[(j, b)] for b in range(kspace.shape[0])], "batch")
-        for j in range(eps_t.shape[0])
-    ]
-    return AttackResult.concat(rows, "eps")
+
+    def result(self) -> AttackResult:
+        """The whole ``[E, B]`` grid (every pair must be in :attr:`grid`)."""
+        rows = [
+            AttackResult.concat([self.grid[(j, b)] for b in range(self.kspace.shape[0])], "batch")
+            for j in range(self.eps_t.shape[0])
+        ]
+        return AttackResult.concat(rows, "eps")
 
 
 __all__ = [
     "AttackCache",
+    "attack_shard",
     "cached_attack",
     "item_seed",
 ]
