@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..attacks.cache import AttackCache, cached_attack
+from ..attacks.cache import AttackCache, attack_shard, cached_attack
 from ..attacks.kspace import (
     AttackResult,
     AttackSettings,
@@ -24,6 +24,7 @@ from ..attacks.kspace import (
     frozen,
     kspace_attack,
 )
+from ..attacks.shards import Shard
 from ..models.ddpm import DiffusionReconstructor, config_sampler_tag
 from ..profiles import Profile
 from .selection import SliceSet
@@ -67,14 +68,50 @@ def run_whitebox(
     batch_size: int | None = 8,
     cache: AttackCache | None = None,
     progress: bool | None = None,
+    require_cached: bool = False,
 ) -> AttackResult:
     """White-box attack of ``model`` on every (slice, eps) pair, through the attack cache
-    (``runs/<profile>/attacks`` unless ``cache`` is given).  Returns ``[E, B]`` results."""
+    (``runs/<profile>/attacks`` unless ``cache`` is given).  Returns ``[E, B]`` results.
+    ``require_cached``: attack nothing, every pair must be in the cache (the merge of a
+    sharded sweep, :func:`shard_whitebox`)."""
     return cached_attack(
         model,
         data.kspace,
         data.mask,
         eps,
+        profile=profile,
+        source=source,
+        slice_ids=data.slice_ids,
+        split=data.split,
+        settings=settings,
+        batch_size=batch_size,
+        cache=cache,
+        progress=progress,
+        require_cached=require_cached,
+    )
+
+
+def shard_whitebox(
+    model: Callable[[Tensor, Tensor], Tensor],
+    source: str,
+    data: SliceSet,
+    eps: EpsLike,
+    settings: AttackSettings,
+    *,
+    shard: Shard,
+    profile: str,
+    batch_size: int | None = 8,
+    cache: AttackCache | None = None,
+    progress: bool | None = None,
+) -> list[int]:
+    """One shard of :func:`run_whitebox` (same arguments): attack the batches of (slice, eps)
+    pairs that ``shard`` owns into the cache; returns their numbers."""
+    return attack_shard(
+        model,
+        data.kspace,
+        data.mask,
+        eps,
+        shard=shard,
         profile=profile,
         source=source,
         slice_ids=data.slice_ids,
@@ -236,5 +273,6 @@ __all__ = [
     "model_id",
     "run_diffusion_whitebox",
     "run_whitebox",
+    "shard_whitebox",
     "time_attack_step",
 ]
