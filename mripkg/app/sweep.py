@@ -28,11 +28,13 @@ shard does all of it in one process):
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..attacks.cache import AttackCache
@@ -140,10 +142,12 @@ def run(
     cache_root: Path | None = None,
     batch_size: int = 8,
     sources: Sequence[str] = SOURCES,
+    device: str | None = None,
 ) -> list[Path] | dict[str, list[int]]:
     """The sweep of ``profile`` with its shipped (or trained) models on its attacked test
     slices and eps grid: one shard (``shard``), the merge (``merge``), or all of it in one
-    process.  ``out_dir``: ``runs/<profile>``; ``cache_root``: ``<out_dir>/attacks``."""
+    process.  ``out_dir``: ``runs/<profile>``; ``cache_root``: ``<out_dir>/attacks``;
+    ``device``: where the networks run (default the CPU; the data stay on the CPU)."""
     from ..data import load_dataset
     from ..evaluation.clean import build_reconstructors
 
@@ -158,6 +162,11 @@ def run(
     ds = load_dataset(profile)
     models, metas, _ = build_reconstructors(profile, ds)
     nets = {k: models[k] for k in sources}
+    if device is not None and torch.device(device).type != "cpu":
+        from .paper_gpu import OnDevice
+
+        dev = torch.device(device)
+        nets = {k: OnDevice(v.to(dev), dev) for k, v in nets.items()}
     settings = {k: attack_settings(profile, metas[k]) for k in sources}
     data = slice_set(ds["test"], equispaced_mask(profile.image_size), profile.attack.n_slices)
     eps = list(profile.attack.eps_grid)
@@ -195,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="default: <out>/attacks")
     ap.add_argument("--batch-size", type=int, default=8, help="(slice, eps) pairs per batch")
     ap.add_argument("--sources", default=",".join(SOURCES), help="comma-separated models")
+    ap.add_argument(
+        "--device", default=None, help="default: the CPU; under torchrun each rank's GPU if any"
+    )
     args = ap.parse_args(argv)
     profile = cli_profile(args.profile)
     if args.batch_size < 1:
@@ -205,8 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(err))
     sources = [s for s in args.sources.split(",") if s]
     ranks_shard = Shard.from_torchrun() if shard is None and not args.merge else None
+    device = args.device
+    if device is None and ranks_shard is not None and torch.cuda.is_available():
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     common = dict(
-        out_dir=args.out, cache_root=args.cache, batch_size=args.batch_size, sources=sources
+        out_dir=args.out,
+        cache_root=args.cache,
+        batch_size=args.batch_size,
+        sources=sources,
+        device=device,
     )
     t0 = time.perf_counter()
     if ranks_shard is not None and ranks_shard.count > 1:  # torchrun: shard, barrier, merge
@@ -214,15 +233,14 @@ def main(argv: list[str] | None = None) -> int:
 
         done = run(profile, shard=ranks_shard, **common)  # type: ignore[arg-type]
         print(f"[sweep {ranks_shard}] attacked batches {done} ({time.perf_counter() - t0:.0f} s)")
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo")  # only to wait for every shard
         try:
-            dist.barrier()
-            if ranks_shard.index == 0:
-                paths = run(profile, merge=True, **common)  # type: ignore[arg-type]
-                print(f"[sweep] merged: wrote {', '.join(str(p) for p in paths)}")  # type: ignore[union-attr]
             dist.barrier()
         finally:
             dist.destroy_process_group()
+        if ranks_shard.index == 0:  # outside the group: the merge is one process's work
+            paths = run(profile, merge=True, **common)  # type: ignore[arg-type]
+            print(f"[sweep] merged: wrote {', '.join(str(p) for p in paths)}")  # type: ignore[union-attr]
         return 0
     res = run(profile, shard=shard, merge=args.merge, **common)  # type: ignore[arg-type]
     if shard is not None:
