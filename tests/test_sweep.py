@@ -9,60 +9,64 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mripkg.app.sweep import RESULT_FILES, fill_shard, write_results
-from mripkg.attacks.cache import AttackCache
+from mripkg import paths
 from mripkg.attacks.kspace import AttackSettings
 from mripkg.attacks.shards import MissingEntries, Shard
 from mripkg.data import load_test_split
-from mripkg.evaluation.selection import slice_set
+from mripkg.experiments import whitebox
+from mripkg.models.base import ZeroFilled
 from mripkg.physics import equispaced_mask
-from mripkg.profiles import SMOKE
+from mripkg.profiles import SMOKE, with_overrides
 from tests.tiny_models import TinyNet
 
-EPS = [0.0, 0.02, 0.08]
-BATCH = 2  # 3 slices x 3 eps = 9 pairs: batches 0-4, shard 0/2 takes 0, 2, 4
+# 3 slices x 3 eps = 9 pairs in batches of 2: batches 0-4, shard 0/2 attacks 0, 2 and 4
+PROFILE = with_overrides(SMOKE, n_slices=3, eps_grid=[0.0, 0.02, 0.08])
+BATCH = 2
 
 
-def _sweep_inputs():
+def _study(root: Path) -> whitebox.WhiteBox:
+    """Notebook 03's study on tiny models, writing under ``root`` instead of runs/."""
+    paths.RUNS_DIR = root
+    whitebox.REPO_ROOT = root
+    torch.set_num_threads(1)
     torch.manual_seed(0)
-    models = {"tiny_a": TinyNet().eval(), "tiny_b": TinyNet().eval()}
-    data = slice_set(load_test_split(SMOKE), equispaced_mask(SMOKE.image_size), 3)
-    settings = {k: AttackSettings(steps=3, seed=SMOKE.seed) for k in models}
-    return models, data, settings
+    wb = whitebox.WhiteBox(
+        PROFILE,
+        {"test": load_test_split(PROFILE)},  # type: ignore[arg-type]
+        equispaced_mask(PROFILE.image_size),
+        batch_size=BATCH,
+        sources=["zero_filled", "resunetpp"],  # the second one a tiny stand-in
+    )
+    wb.models = {"zero_filled": ZeroFilled(), "resunetpp": TinyNet().eval()}
+    wb.settings = {m: AttackSettings(steps=3, seed=PROFILE.seed) for m in wb.sources}
+    wb.select()
+    return wb
 
 
 def _shard_worker(index: int, count: int, root: str) -> None:
-    torch.set_num_threads(1)
-    models, data, settings = _sweep_inputs()
-    cache = AttackCache("smoke", root=Path(root))
-    fill_shard(
-        models, data, EPS, settings, shard=Shard(index, count), profile="smoke", cache=cache,
-        batch_size=BATCH,
-    )  # fmt: skip
+    _study(Path(root)).attack_shard(Shard(index, count))
 
 
-def _results(tmp: Path, merge: bool) -> dict[str, bytes]:
-    models, data, settings = _sweep_inputs()
-    cache = AttackCache("smoke", root=tmp / "attacks")
-    paths = write_results(
-        models, data, EPS, settings, profile="smoke", seed=SMOKE.seed, cache=cache,
-        out_dir=tmp, batch_size=BATCH, merge=merge,
-    )  # fmt: skip
-    return {p.name: p.read_bytes() for p in paths}
+def _merge(root: Path, merge: bool) -> dict[str, bytes]:
+    wb = _study(root)
+    wb.attack(require_cached=merge)
+    wb.evaluate()
+    return {p.name: p.read_bytes() for p in wb.save()}
 
 
-def test_two_shards_and_a_merge_write_the_files_of_one_process(tmp_path):
-    torch.set_num_threads(1)
-    sharded = tmp_path / "sharded"
+def test_two_shards_and_a_merge_write_the_files_of_one_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "RUNS_DIR", paths.RUNS_DIR)  # restored after the test
+    monkeypatch.setattr(whitebox, "REPO_ROOT", whitebox.REPO_ROOT)
+    sharded, one = tmp_path / "sharded", tmp_path / "one"
     with pytest.raises(MissingEntries, match="batches"):  # nothing attacked yet
-        _results(sharded, merge=True)
-    mp.spawn(_shard_worker, args=(2, str(sharded / "attacks")), nprocs=2, join=True)
-    merged = _results(sharded, merge=True)
-    one = _results(tmp_path / "one", merge=False)
-    assert sorted(merged) == sorted(RESULT_FILES)
-    assert merged == one  # byte for byte
-    n_entries = len(list((sharded / "attacks").rglob("*.safetensors")))
-    assert n_entries == 2 * 3 * 3 == len(list((tmp_path / "one").rglob("*.safetensors")))
+        _merge(sharded, merge=True)
+    mp.spawn(_shard_worker, args=(2, str(sharded)), nprocs=2, join=True)
+    merged = _merge(sharded, merge=True)
+    single = _merge(one, merge=False)
+    assert sorted(merged) == ["metrics_white_box.json", "metrics_white_box_per_slice.csv"]
+    assert merged == single  # byte for byte
+    entries = [len(list((d / "smoke" / "attacks").rglob("*.safetensors"))) for d in (sharded, one)]
+    assert entries == [2 * 3 * 3] * 2
 
 
 def test_shards_own_batches_round_robin_and_parse():

@@ -23,6 +23,7 @@ from ..attacks.kspace import (
     AttackSettings,
     EpsLike,
 )
+from ..attacks.shards import Shard
 from ..data import MRIDataset
 from ..evaluation.attack_runs import (
     attack_settings,
@@ -32,6 +33,7 @@ from ..evaluation.attack_runs import (
     model_id,
     run_diffusion_whitebox,
     run_whitebox,
+    shard_whitebox,
     time_attack_step,
 )
 from ..evaluation.clean import METRIC_CONVENTIONS, build_reconstructors
@@ -287,13 +289,18 @@ class WhiteBox:
             for m in self.sources
         ]
 
+    def select(self) -> SliceSet:
+        """The attacked test slices (:attr:`data`) and the eps grid (:attr:`eps_grid`)."""
+        self.data = slice_set(self.ds["test"], self.mask, self.prof.attack.n_slices)
+        self.eps_grid = list(self.prof.attack.eps_grid)
+        return self.data
+
     def estimate(self) -> dict[str, float]:
         """The attacked slices and eps grid; prints the work left per model and returns the
         estimated seconds."""
         prof, ds, mask, batch_size = self.prof, self.ds, self.mask, self.batch_size
         models, metas, settings = self.models, self.metas, self.settings
-        self.data = data = slice_set(ds["test"], mask, prof.attack.n_slices)
-        self.eps_grid = eps_grid = list(prof.attack.eps_grid)
+        data, eps_grid = self.select(), self.eps_grid
         print(f"attacked test slices (index in the test split): {data.slice_ids}")
         print(f"eps grid: {eps_grid}; {prof.attack.steps} Adam steps, lr_rel {prof.attack.lr_rel}")
 
@@ -331,9 +338,32 @@ class WhiteBox:
         print(f"estimated total: about {sum(estimate.values()) / 60:.1f} min")
         return estimate
 
-    def attack(self) -> dict[str, AttackResult]:
+    def attack_shard(self, shard: Shard) -> dict[str, list[int]]:
+        """One shard of :meth:`attack` for a sweep spread over workers (``python -m
+        mripkg.app.sweep``): the batches of (slice, eps) pairs that ``shard`` owns, of every
+        source, into the attack cache; returns their numbers per source.  The merge is
+        :meth:`attack` with ``require_cached=True``, then :meth:`evaluate` and :meth:`save`.
+        The opt-in white-box attack on the diffusion model is not sharded (the merge runs
+        it)."""
+        return {
+            m: shard_whitebox(
+                self.models[m],
+                m,
+                self.data,
+                self.eps_grid,
+                self.settings[m],
+                shard=shard,
+                profile=self.prof.name,
+                batch_size=self.batch_size,
+            )
+            for m in self.sources
+        }
+
+    def attack(self, require_cached: bool = False) -> dict[str, AttackResult]:
         """Every source attacked on every (slice, eps) pair (through the attack cache); the
-        budget is checked for every pair."""
+        budget is checked for every pair.  ``require_cached``: the merge of a sharded sweep
+        (every source's pairs from the cache, each re-validated; a missing batch raises
+        :class:`~mripkg.attacks.shards.MissingEntries`)."""
         prof, data = self.prof, self.data
         attacks = {}
         t0 = time.perf_counter()
@@ -346,6 +376,7 @@ class WhiteBox:
                 self.settings[m],
                 profile=prof.name,
                 batch_size=self.batch_size,
+                require_cached=require_cached,
             )
             print(
                 f"{LABELS[m]:16s} done after {time.perf_counter() - t0:.0f} s; largest shortfall "
