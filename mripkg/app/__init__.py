@@ -5,7 +5,8 @@ Receives command-line arguments or notebook parameters; hands on runs of the oth
 - :mod:`.reproduce`: runs notebooks 01-07 headless (``python -m mripkg.reproduce``);
 - :mod:`.explorer`: the interactive explorer of notebook 06;
 - :mod:`.bench`: timing benchmarks (``python -m mripkg.bench``);
-- :mod:`.paper_gpu`: the paper-scale run on a GPU (``python -m mripkg.paper_gpu``).
+- :mod:`.paper_gpu`: the paper-scale run on a GPU (``python -m mripkg.paper_gpu``);
+- :mod:`.sweep`: notebook 03's white-box sweep in shards (``--shard i/n``, torchrun) and its merge.
 
 Top floor: nothing imports it.
 """
