@@ -210,7 +210,12 @@ def test_missing_entries_say_so_and_the_button_computes_them(runs, test_split, m
     sid = runs["d_ids"][0]
     ex = explorer.Explorer(study, slice_id=sid, target="diffusion", source="irim", eps=0.08)
     assert ex.view is None and "No saved diffusion reconstruction" in ex.message
-    assert ex.button.layout.display != "none" and ex.image.layout.display == "none"
+    assert ex.all_values.value  # asked for by name: offered, marked as not saved
+    assert ex.button.layout.display != "none" and ex.image.layout.display != "none"
+    assert ex.button.description.startswith("Reconstruct 1 image with the diffusion model, ")
+    notes = {k: t.get_text() for k, t in ex.panels.note.items()}
+    assert notes["gt"] == "" and notes["kspace"] == ""  # the saved perturbation is shown
+    assert notes["clean"] == "" and notes["perturbed"] == notes["artifact"] == "not computed yet"
     n_before = len(list((root / "recons").rglob("*.safetensors")))
     v = ex.run_missing(progress=False)
     assert ex.view is v and ex.message == "" and np.isfinite(v.psnr)
@@ -220,6 +225,7 @@ def test_missing_entries_say_so_and_the_button_computes_them(runs, test_split, m
     assert again._seeded[0].computed == 0  # stored in the same cache
     ex.set(target="zero_filled", source="zero_filled", eps=0.02)
     assert ex.view is None and "No saved perturbation crafted on zero-filled" in ex.message
+    assert ex.button.description.startswith("Attack zero-filled, ")
     ex.run_missing(progress=False)
     assert ex.view is not None and abs(ex.view.rel_norm - 0.02) < 1e-3
     assert list((root / "attacks" / "zero_filled").rglob("*.safetensors"))
@@ -256,6 +262,9 @@ def test_bundle_round_trip(runs, test_split, models, tmp_path):
     retrained = {**METAS, "irim": {"sha256": "d" * 64}}
     with pytest.raises(ValueError, match=r"other weights or attack settings for \['irim'\]"):
         explorer.Study(PROFILE, test_split, models, retrained, root=empty, bundle=path)
+    resampled = {**models, "diffusion": models["diffusion"].variant(steps=3)}
+    with pytest.raises(ValueError, match="diffusion reconstructions"):
+        explorer.Study(PROFILE, test_split, resampled, METAS, root=empty, bundle=path)
     other = dataclasses.replace(PROFILE, name="quick")
     with pytest.raises(ValueError, match="is for profile 'smoke'"):
         explorer.Study(other, test_split, models, METAS, root=empty, bundle=path)
@@ -298,3 +307,147 @@ def test_slice_scroller_follows_its_controls(test_split):
         assert ax.get_xlim() == (-0.5, N - 0.5) and ax.get_ylim() == (N - 0.5, -0.5)
     sc.volume.value = "val: v1"
     assert np.array_equal(sc.current()["image"], val.images[0, 0].numpy())
+
+
+def _walk(ex: explorer.Explorer):
+    """Every position the controls offer, reached by setting the controls as a user would
+    (target -> perturbation -> seed -> slice -> eps); yields the settings after each move."""
+    for t in [v for _l, v in ex.target.options]:
+        ex.target.value = t
+        for src in [v for _l, v in ex.source.options]:
+            ex.source.value = src
+            for seed in [v for _l, v in ex.seed.options] if t == "diffusion" else [None]:
+                if seed is not None:
+                    ex.seed.value = seed
+                for sid in [v for _l, v in ex.slice.options]:
+                    ex.slice.value = sid
+                    for e in [v for _l, v in ex.eps.options]:
+                        ex.eps.value = e
+                        yield ex.settings()
+
+
+def test_every_offered_position_shows_its_panels(runs, test_split, models, monkeypatch):
+    study = _study(runs, test_split, models)
+    ex = explorer.Explorer(study)
+    assert not ex.all_values.value and ex.view is not None
+    rendered = []
+    real_png = ex.panels.png
+    monkeypatch.setattr(ex.panels, "png", lambda: b"drawn")  # render a sample only (below)
+    seen = []
+    for k, s in enumerate(_walk(ex)):
+        v = ex.view
+        assert v is not None, (s, ex.message)
+        assert ex.button.layout.display == "none" and ex.image.value == b"drawn"
+        assert (v.slice_id, v.target, v.source, v.eps) == (
+            s["slice_id"],
+            s["target"],
+            s["source"],
+            s["eps"],
+        )
+        assert np.array_equal(ex.panels.im["perturbed"].get_array(), v.perturbed)
+        assert np.array_equal(ex.panels.im["artifact"].get_array(), v.artifact)
+        seen.append((s["target"], s["source"], s["slice_id"], s["eps"]))
+        if k % 23 == 0:
+            rendered.append(real_png())
+    # what the fixture saved, and nothing else: supervised targets see the two attacked sources
+    # and the control everywhere; the diffusion model only its cached reconstructions
+    sup = {
+        (t, src, sid, e)
+        for t in ("zero_filled", "resunetpp", "irim")
+        for src in ("resunetpp", "irim", explorer.RANDOM)
+        for sid in study.slice_ids
+        for e in study.eps
+    }
+    diff = {
+        ("diffusion", src, sid, e)
+        for src in ("resunetpp", explorer.RANDOM)
+        for sid in runs["d_ids"]
+        for e in (0.0, 0.04)
+    }
+    assert sorted(seen) == sorted(sup | diff)
+    ex.set(target="diffusion", source="resunetpp")
+    assert [v for _l, v in ex.seed.options] == [PROFILE.seed]  # seed 1 has nothing saved
+    assert [v for _l, v in ex.slice.options] == runs["d_ids"]
+    assert "2 of 3 test slices, at ε 0.04" in ex.offer.value
+    assert len(rendered) >= 5 and all(r[:8] == b"\x89PNG\r\n\x1a\n" for r in rendered)
+    assert len(set(rendered)) == len(rendered)
+
+
+def test_fixed_scales_readable_text_and_curve_markers(runs, test_split, models):
+    study = _study(runs, test_split, models)
+    ex = explorer.Explorer(study, slice_id=1, target="resunetpp", source="resunetpp", eps=0.02)
+    for settings in ({}, {"eps": 0.08}, {"source": "irim"}, {"target": "diffusion", "eps": 0.04}):
+        ex.set(**settings)
+        assert ex.view is not None
+        p = ex.panels
+        assert p.im["artifact"].get_clim() == explorer.ARTIFACT_CLIM
+        assert p.im["image_delta"].get_clim() == explorer.IMAGE_DELTA_CLIM
+        assert p.im["kspace"].get_clim() == explorer.KSPACE_CLIM
+        assert p.im["perturbed"].get_clim() == explorer.IMAGE_CLIM
+        ex.panels.png()  # draws the figure: every text now exists
+        texts = [t for t in p.fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()]
+        small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 9]
+        assert not small
+        labels = [t.get_text() for t in texts]
+        assert not any(lab in ("-0", "−0", "-0.0", "−0.0") for lab in labels)
+        for k in ("perturbed", "artifact", "kspace", "image_delta"):  # every colour bar: a unit
+            cax = p.ax[k].child_axes[0]
+            assert cax.get_ylabel(), k
+        for line in p.ax["curve"].get_lines():  # one point alone is drawn as a marker
+            n = len(line.get_xdata())
+            assert n >= 2 or line.get_marker() not in ("None", "", None), line.get_label()
+
+
+def test_duration_and_plan_words():
+    assert explorer.duration(0.3) == "under a second"
+    assert explorer.duration(9.6) == "about 10 s"
+    assert explorer.duration(327) == "about 5 min"
+    assert explorer.duration(float("nan")) == "time unknown"
+    jobs = [
+        explorer.Job("attack", "attack i-RIM", 30.0, lambda _p: None),
+        explorer.Job("reconstruction", "clean", 5.0, lambda _p: None),
+        explorer.Job("reconstruction", "perturbed", 5.0, lambda _p: None),
+    ]
+    assert explorer.describe_plan(jobs) == ("attack i-RIM, then reconstruct 2 images, about 40 s")
+    assert (
+        explorer.describe_plan(jobs[1:2])
+        == "reconstruct 1 image with the diffusion model, about 5 s"
+    )
+
+
+def test_compute_button_runs_in_background_and_cancels(runs, test_split, models, tmp_path):
+    import shutil
+    import threading
+    import time
+
+    root = tmp_path / "smoke"
+    shutil.copytree(runs["root"], root)
+    study = _study(runs, test_split, models, root=root)
+    sid = runs["d_ids"][0]
+    ex = explorer.Explorer(study, slice_id=sid, target="diffusion", source="irim", eps=0.04)
+    assert ex.view is None
+    ex.button.click()  # as the user: a thread, with the cancel button and a progress bar
+    ex.wait(60)
+    assert ex.view is not None and ex.last_outcome.startswith("Computed in")
+    assert ex.progress.layout.display == "none" and ex.cancel_button.layout.display == "none"
+    assert not ex.slice.disabled and "Computed in" in ex.status.value
+    # a slow step: cancel stops it, the controls come back, nothing stays on screen
+    started, stop = threading.Event(), time.monotonic() + 30
+
+    def slow(_progress):
+        started.set()
+        while time.monotonic() < stop:
+            sum(range(1000))
+
+    study.plan = lambda *a, **k: [explorer.Job("attack", "attack slowly", 600.0, slow)]
+    ex.set(eps=0.02)
+    assert ex.view is None and "about 10 min" in ex.button.description
+    ex.button.click()
+    assert started.wait(10)
+    assert ex.cancel_button.layout.display != "none" and ex.slice.disabled
+    assert ex.cancel()
+    ex.wait(10)
+    assert not ex._thread.is_alive() and time.monotonic() < stop
+    assert ex.last_outcome.startswith("Cancelled")
+    assert ex.progress.layout.display == "none" and not ex.slice.disabled
+    assert not ex.cancel()  # nothing running
