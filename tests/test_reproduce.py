@@ -18,6 +18,7 @@ from mripkg.app.reproduce import (
     params_per_notebook,
     parse_params,
     select,
+    with_run_defaults,
 )
 from mripkg.paths import REPO_ROOT, build_dir, figures_dir, run_dir
 
@@ -80,6 +81,17 @@ def test_params_parsed_and_routed_to_the_notebooks_that_declare_them(tmp_path):
     assert routed == {a: {"flag": True}, b: {"n": 5}}
     with pytest.raises(ValueError, match="typo"):
         params_per_notebook([a, b], {"typo": 1})
+
+
+def test_a_run_writes_the_explorer_bundle_unless_told_not_to(tmp_path):
+    a, b = tmp_path / "06_a.ipynb", tmp_path / "07_b.ipynb"
+    for path, src in ((a, "make_bundle: bool = False\n"), (b, "n: int = 1\n")):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(src, metadata={"tags": ["parameters"]})]
+        nbformat.write(nb, str(path))
+    assert with_run_defaults({a: {}, b: {"n": 2}}, None) == {a: {"make_bundle": True}, b: {"n": 2}}
+    assert with_run_defaults({a: {"make_bundle": False}}, None) == {a: {"make_bundle": False}}
+    assert with_run_defaults({a: {}}, "/data") == {a: {}}  # a user folder: results/ untouched
 
 
 def test_unknown_param_is_a_clear_error():

@@ -205,6 +205,20 @@ def params_per_notebook(
     return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in notebooks}
 
 
+def with_run_defaults(
+    extra: dict[Path, dict[str, object]], data_dir: str | None
+) -> dict[Path, dict[str, object]]:
+    """``extra`` plus what a run sets unless given: ``make_bundle=True`` for a notebook that
+    declares it (06 writes the explorer bundle ``results/<profile>/explorer.npz`` of this run's
+    caches, so it always matches them); nothing with a user folder (``data_dir``)."""
+    out = {nb: dict(p) for nb, p in extra.items()}
+    if data_dir is None:
+        for nb, p in out.items():
+            if "make_bundle" in declared_params(nb):
+                p.setdefault("make_bundle", True)
+    return out
+
+
 def _cell_position(source_nb: Path, err) -> str:
     """Human-readable position of the failing cell in the *source* notebook (papermill's
     ``cell_index`` counts the injected parameters cell too)."""
@@ -390,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         notebooks = discover(args.notebooks_dir)
         selected = select(notebooks, args.only)
-        extra = params_per_notebook(selected, parse_params(args.param))
+        extra = with_run_defaults(
+            params_per_notebook(selected, parse_params(args.param)), args.data_dir
+        )
         data_dir = None if args.data_dir is None else str(resolve_data_dir(args.data_dir))
     except (FileNotFoundError, ValueError, SyntaxError) as err:
         print(f"error: {err}", file=sys.stderr)
