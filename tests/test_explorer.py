@@ -365,6 +365,8 @@ def test_every_offered_position_shows_its_panels(runs, test_split, models, monke
         for e in (0.0, 0.04)
     }
     assert sorted(seen) == sorted(sup | diff)
+    kept = [k for k in study._memo if k[0] == "view"]
+    assert len(kept) == study.MEMO_LIMIT["view"] < len(seen)  # a long session stays bounded
     ex.set(target="diffusion", source="resunetpp")
     assert [v for _l, v in ex.seed.options] == [PROFILE.seed]  # seed 1 has nothing saved
     assert [v for _l, v in ex.slice.options] == runs["d_ids"]

@@ -375,6 +375,18 @@ class Study:
 
     # ---------------------------------------------------------------- lookups
 
+    #: Most entries of each kind kept in the memo (views ~0.5 MB each at quick, perturbations
+    #: and reconstructions less); the oldest go first, so a long session stays bounded.
+    MEMO_LIMIT = {"view": 48, "pert": 160, "rec": 160}
+
+    def _remember(self, key: tuple, value: Any) -> None:
+        self._memo[key] = value
+        limit = self.MEMO_LIMIT.get(key[0])
+        if limit is not None:
+            same = [k for k in self._memo if k[0] == key[0]]
+            for k in same[: max(0, len(same) - limit)]:
+                del self._memo[k]
+
     def _pos(self, slice_id: int) -> int:
         return self.slice_ids.index(int(slice_id))
 
@@ -413,7 +425,7 @@ class Study:
                     )
                 delta = _expand_columns(arr, self.mask, y0.dtype)
                 out = (y0 + delta * m, delta, "bundle")
-        self._memo[key] = out
+        self._remember(key, out)
         return out
 
     def reconstruction(
@@ -448,7 +460,7 @@ class Study:
                         "on this one (the sampler is too slow to run it on every setting).",
                     )
                 out = (torch.from_numpy(arr.astype(np.float32))[None, None], "bundle")
-        self._memo[key] = out
+        self._remember(key, out)
         return out
 
     def curve(self, target: str, source: str, slice_id: int, seed: int) -> dict[str, Any]:
@@ -520,7 +532,7 @@ class Study:
             curve=self.curve(target, source, slice_id, seed),
             origin=self._origin(target, o_pert, o_clean, o_rec),
         )
-        self._memo[key] = v
+        self._remember(key, v)
         return v
 
     def _origin(self, target: str, o_pert: str, o_clean: str, o_rec: str) -> str:
