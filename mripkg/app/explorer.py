@@ -1198,20 +1198,10 @@ class Panels:
         ax.set_xlabel("ε = ‖Mδ‖ / ‖k‖")
         ax.set_ylabel("PSNR (dB)")
         src = "white-box" if source == target else _source_label(source)
-        ax.set_title(f"PSNR vs ε\n{MODEL_LABELS[target]}, {src}")
+        title = f"PSNR vs ε\n{MODEL_LABELS[target]}, {src}"
+        ax.set_title(title if c.get("eps") else f"{title}: no saved curve")
         if ax.lines:
             ax.legend(loc="lower left", fontsize=9, handlelength=1.8, borderaxespad=0.3)
-        if not c.get("eps"):
-            ax.text(
-                0.5,
-                0.9,
-                "no saved curve for\nthis target and source",
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                color="0.4",
-                fontsize=9,
-            )
         ax.set_xlim(-0.004, max(0.08, eps, *c.get("eps", [0.0])) + 0.004)
         ax.margins(y=0.12)
 
