@@ -1201,9 +1201,13 @@ class Panels:
         title = f"PSNR vs ε\n{MODEL_LABELS[target]}, {src}"
         ax.set_title(title if c.get("eps") else f"{title}: no saved curve")
         if ax.lines:
+            ys = [float(y) for ln in ax.lines for y in ln.get_ydata() if np.isfinite(y)]
+            lo, hi = min(ys), max(ys)
+            span = max(hi - lo, 0.5)
+            n = len(ax.lines)  # room under the curves for the legend (about 0.16 span a line)
+            ax.set_ylim(lo - (0.12 + 0.16 * n) * span, hi + 0.1 * span)
             ax.legend(loc="lower left", fontsize=9, handlelength=1.8, borderaxespad=0.3)
         ax.set_xlim(-0.004, max(0.08, eps, *c.get("eps", [0.0])) + 0.004)
-        ax.margins(y=0.12)
 
     def _layout_key(self) -> tuple:
         """What the layout depends on: the titles' line counts and the widest tick label of
