@@ -9,9 +9,12 @@ from mripkg.models.ddpm import (
     DiffusionReconstructor,
     EpsUNet,
     NoiseSchedule,
+    _replace_columns,
+    conj_mirror,
     dds_sample,
     draw_sampler_noise,
     projection_sample,
+    real_data_consistency,
 )
 from mripkg.physics import equispaced_mask, fft2c, forward_operator, zero_filled_real
 from mripkg.profiles import PAPER, QUICK, SMOKE
@@ -190,8 +193,55 @@ def test_dds_makes_the_denoised_estimate_consistent_with_the_measurement():
     blank = _Oracle(torch.zeros_like(x), s)
     with torch.no_grad():
         out = dds_sample(blank, y, mask, s, 5, seed=2)
-    assert torch.allclose(out, zero_filled_real(y).clamp_min(0), atol=1e-4)
+    expected = real_data_consistency(torch.zeros_like(x), y, mask).clamp_min(0)
+    assert torch.allclose(out, expected, atol=1e-4)
     assert not torch.allclose(out, torch.zeros_like(out), atol=1e-3)
+    # the exact step differs from the zero-filled real part on unpaired columns
+    assert not torch.allclose(out, zero_filled_real(y).clamp_min(0), atol=1e-3)
+
+
+def _residual(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((forward_operator(x, mask) - y).abs().norm() / y.abs().norm())
+
+
+@pytest.mark.parametrize("size", [32, 64, 128, 30])
+def test_real_data_consistency_is_exact_on_a_random_real_image(size):
+    """||M F x' - y|| = 0 to float precision after the exact step, for a random real x0 and
+    the measurement y of another random real image; the paper's column replacement (real part
+    kept) leaves a residual where a column's conjugate partner is not sampled."""
+    g = torch.Generator().manual_seed(size)
+    x_true = torch.rand(2, 1, size, size, generator=g)
+    x0 = torch.randn(2, 1, size, size, generator=g)
+    mask = equispaced_mask(size)
+    y = forward_operator(x_true, mask)
+    out = real_data_consistency(x0, y, mask)
+    assert out.dtype == torch.float32 and not torch.is_complex(out)
+    assert _residual(out, y, mask) < 1e-5
+    assert _residual(_replace_columns(x0, y, mask), y, mask) > 0.05
+    # frequencies neither measured nor partnered by a measured one keep x0's values
+    k0, k1 = fft2c(x0), fft2c(out)
+    m = mask.float().expand(size, -1)
+    free = (m + conj_mirror(m.to(torch.complex64)).real) == 0
+    assert free.any()
+    assert torch.allclose(k1[..., free], k0[..., free], atol=1e-4)
+
+
+def test_real_data_consistency_solves_the_real_normal_equations():
+    """For a measurement no real image explains (a complex perturbation on the lines), the step
+    gives the least-squares real image: the gradient Re F^H M (M F x' - y) vanishes."""
+    g = torch.Generator().manual_seed(3)
+    size = 64
+    mask = equispaced_mask(size)
+    x0 = torch.randn(1, 1, size, size, generator=g, dtype=torch.float64)
+    noise = torch.randn(1, 1, size, size, 2, generator=g, dtype=torch.float64)
+    y = forward_operator(torch.rand(1, 1, size, size, generator=g, dtype=torch.float64), mask)
+    y = y + forward_operator(torch.zeros_like(x0), mask) + torch.view_as_complex(noise) * mask
+    out = real_data_consistency(x0, y, mask)
+    from mripkg.physics import ifft2c
+
+    grad = ifft2c(forward_operator(out, mask) - y).real  # Re F^H M^T (M F x' - y)
+    assert float(grad.norm()) < 1e-10 * float(y.abs().norm())
+    assert _residual(out, y, mask) > 0.1  # not exactly consistent: no real image fits y
 
 
 def test_dds_eta_zero_ignores_the_step_noise_and_eta_one_uses_it():
@@ -286,7 +336,9 @@ def test_sampler_settings_are_checked_and_tagged():
     )
     assert quick.variant(steps=7).sampler_tag == quick.sampler_tag
     assert quick.variant(steps=7).steps == 7
-    assert quick.describe() == "DDS, eta 1, 50 steps, t ~ u^2 spacing, bf16"
+    assert DiffusionReconstructor(
+        net, steps=50, sampler="dds", spacing=2.0, precision="bf16"
+    ).describe() == ("DDS, DDIM eta 1, 50 steps, t ~ u^2 spacing, bf16")
 
 
 def test_paper_sampler_preset_restores_the_projection_sampler():

@@ -167,8 +167,13 @@ def test_convergence_check_long_run_extends_the_short_one(data, tiny, tmp_path):
 def test_step_size_check_scores_and_verdict(data, tiny, tmp_path):
     cache = AttackCache("t", root=tmp_path)
     settings = {("tiny", lr): _settings(4, lr_rel=lr) for lr in (0.3, 1.0, 3.0)}
+    with pytest.raises(ValueError, match="must not see the 'test' split"):  # issue 17
+        whitebox.step_size_check(
+            {"tiny": tiny}, data, [0.02], settings, profile="t", profile_lr=1.0, cache=cache
+        )
+    val = selection.SliceSet("val", data.slice_ids, data.images, data.mask)
     check = whitebox.step_size_check(
-        {"tiny": tiny}, data, [0.02, 0.05], settings, profile="t", profile_lr=1.0, cache=cache
+        {"tiny": tiny}, val, [0.02, 0.05], settings, profile="t", profile_lr=1.0, cache=cache
     )
     assert set(check.scores) == {0.3, 1.0, 3.0}
     assert all(0 < v <= 1 + 1e-12 for v in check.scores.values())

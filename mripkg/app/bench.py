@@ -8,7 +8,9 @@ time per slice against the number of sampler steps.  Each model runs in a fresh 
 that the peak memory belongs to it alone.
 
 ``--levers base,bf16,spacing,compile,warm_start,combo,dds,attack`` (beyond ``make bench``,
-issue 12) measures speed levers of the diffusion sampler on ``--lever-slices`` test slices,
+issue 12) measures speed levers of the diffusion sampler on ``--lever-slices`` VALIDATION slices
+(settings are chosen on validation; the test split appears only in one final row, the chosen
+setting's, for reporting; the lever functions refuse a test split),
 each a row with seconds per slice and PSNR against the paper's 1000-step projection sampler
 on the same slices (computed once, cached), into ``runs/<profile>/bench_levers.json``;
 ``dds`` adds the DDS-style sampler rows (the quick default among them), ``attack`` the attack
@@ -142,8 +144,15 @@ def _bench_model(name: str, profile_name: str) -> dict[str, Any]:
     return out
 
 
-def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int) -> dict[str, Any]:
+def _bench_sampler(
+    profile_name: str, steps_list: tuple[int, ...], n_slices: int, split: str = "val"
+) -> dict[str, Any]:
+    """PSNR / SSIM / time of the profile's sampler against its step count on ``split``
+    (validation: the step count is a tuned setting; a test split raises)."""
     from .. import metrics
+    from ..evaluation.selection import require_tuning_split
+
+    require_tuning_split(split, "the sampler step sweep")
     from ..data import load_dataset
     from ..models.ddpm import DiffusionReconstructor
     from ..physics import MRIOperator, equispaced_mask
@@ -156,9 +165,9 @@ def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int
         return {"skipped": "no trained DDPM weights for this profile"}
     net, meta = load_model("ddpm", profile, wp)
     ds = load_dataset(profile)
-    test = ds["test"]
-    idx = torch.linspace(0, len(test) - 1, n_slices).round().long().tolist()
-    x = test.images[idx]
+    part = ds[split]
+    idx = torch.linspace(0, len(part) - 1, n_slices).round().long().tolist()
+    x = part.images[idx]
     mask = equispaced_mask(profile.image_size)
     y = MRIOperator(mask).A(x)
     rows = []
@@ -181,10 +190,16 @@ def _bench_sampler(profile_name: str, steps_list: tuple[int, ...], n_slices: int
             f"SSIM {rows[-1]['ssim']:.3f}",
             flush=True,
         )
-    return {"weights": str(wp), "train_step": meta.get("step"), "slices": idx, "rows": rows}
+    return {
+        "weights": str(wp),
+        "train_step": meta.get("step"),
+        "split": split,
+        "slices": idx,
+        "rows": rows,
+    }
 
 
-def _reference_1000(net, meta, y, mask, idx, profile: Profile) -> torch.Tensor:
+def _reference_1000(net, meta, y, mask, idx, profile: Profile, split: str = "val") -> torch.Tensor:
     """The 1000-step projection sampler on the benchmark slices (seed 0), computed once and
     kept in ``runs/<profile>/bench_reference_1000.safetensors`` (keyed by the weights' hash
     and the slice ids)."""
@@ -192,7 +207,7 @@ def _reference_1000(net, meta, y, mask, idx, profile: Profile) -> torch.Tensor:
 
     from ..models.ddpm import DiffusionReconstructor
 
-    key = f"{meta.get('sha256', '')[:12]}|{idx}"
+    key = f"{meta.get('sha256', '')[:12]}|{split}|{idx}"
     path = run_dir(profile.name) / "bench_reference_1000.safetensors"
     if path.is_file():
         saved = load_file(str(path))
@@ -228,11 +243,18 @@ class _SpacedSchedule:
         return torch.from_numpy(ts)
 
 
-def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> dict[str, Any]:
+def _bench_levers(
+    profile_name: str, n_slices: int, levers: tuple[str, ...], split: str = "val"
+) -> dict[str, Any]:
     """Speed levers of the diffusion sampler, each a row: seconds per slice (best of
     ``repeat`` runs, the profile's threads) and PSNR against the ground truth and against the
-    1000-step sampler on the same slices (same seed).  The default sampler is not changed."""
+    1000-step sampler on the same slices (same seed), on ``split`` (validation; a test split
+    raises).  A last row reports the profile's chosen sampler once on as many test slices
+    (``split: "test"``, for reporting only).  The default sampler is not changed."""
     from .. import metrics
+    from ..evaluation.selection import require_tuning_split
+
+    require_tuning_split(split, "the sampler lever table")
     from ..data import load_dataset
     from ..models.ddpm import DiffusionReconstructor, draw_sampler_noise, projection_sample
     from ..physics import MRIOperator, equispaced_mask
@@ -246,12 +268,12 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
     net, meta = load_model("ddpm", profile, wp)
     net.eval()
     ds = load_dataset(profile)
-    test = ds["test"]
-    idx = torch.linspace(0, len(test) - 1, n_slices).round().long().tolist()
-    x = test.images[idx]
+    part = ds[split]
+    idx = torch.linspace(0, len(part) - 1, n_slices).round().long().tolist()
+    x = part.images[idx]
     mask = equispaced_mask(profile.image_size)
     y = MRIOperator(mask).A(x)
-    ref = _reference_1000(net, meta, y, mask, idx, profile)
+    ref = _reference_1000(net, meta, y, mask, idx, profile, split)
     ref_psnr = float(metrics.psnr(ref, x).mean())
     rec = DiffusionReconstructor(net, steps=PROJECTION_STEPS, seed=0)  # the paper's sampler
     sched = rec.schedule
@@ -364,8 +386,29 @@ def _bench_levers(profile_name: str, n_slices: int, levers: tuple[str, ...]) -> 
             r = DiffusionReconstructor(net, seed=0, sampler="dds", **kw)  # type: ignore[arg-type]
             row(r.describe(), lambda r=r: r.reconstruct(y, mask, slice_ids=idx))
             rows[-1]["default"] = (r.sampler_tag, r.steps) == (default.sampler_tag, default.steps)
+    # the one test row: the chosen setting (the profile's sampler), reported, never compared
+    test = ds["test"]
+    t_idx = torch.linspace(0, len(test) - 1, n_slices).round().long().tolist()
+    x_t = test.images[t_idx]
+    y_t = MRIOperator(mask).A(x_t)
+    chosen = DiffusionReconstructor.from_config(net, profile.ddpm, seed=0)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out_t = chosen.reconstruct(y_t, mask, slice_ids=t_idx)
+    rows.append(
+        {
+            "lever": f"chosen: {chosen.describe()} (test split, reported once)",
+            "split": "test",
+            "s_per_slice": (time.perf_counter() - t0) / len(t_idx),
+            "psnr": float(metrics.psnr(out_t, x_t).mean()),
+            "psnr_vs_1000": None,
+            "default": True,
+        }
+    )
     return {
         "weights": str(wp),
+        "split": split,
+        "test_slices": t_idx,
         "slices": idx,
         "threads": torch.get_num_threads(),
         "psnr_1000": ref_psnr,

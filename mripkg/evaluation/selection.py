@@ -23,6 +23,22 @@ from ..attacks.kspace import (
 from ..physics import fft2c, undersample
 from ..profiles import Profile
 
+#: Splits a tuning function may use (issue 17: choose on validation, report on test).
+TUNING_SPLITS = ("train", "val")
+
+
+def require_tuning_split(split: str, what: str = "a tuning function") -> None:
+    """Raise ``ValueError`` unless ``split`` is a training or validation split.
+
+    Every tuned setting (sampler and its steps / eta / spacing / precision, TV lambda, lr_rel)
+    is chosen on validation slices; a test split (``test``, ``test_id``, ``test_skull``, a user
+    folder's ``test``) only reports the chosen setting."""
+    if split not in TUNING_SPLITS:
+        raise ValueError(
+            f"{what} must not see the {split!r} split: settings are chosen on validation "
+            f"slices ({' or '.join(TUNING_SPLITS)}); the test split only reports the chosen one"
+        )
+
 
 def eps_key(eps: float) -> str:
     """The JSON key of an eps value: two decimals (``"0.04"``, ``"0.00"``), more digits only
@@ -132,9 +148,11 @@ def subset_result(
 
 
 __all__ = [
+    "TUNING_SPLITS",
     "SliceSet",
     "eps_key",
     "merge_eps",
+    "require_tuning_split",
     "slice_set",
     "spread_ids",
     "subset_result",

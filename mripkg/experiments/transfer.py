@@ -230,8 +230,8 @@ class Transfer:
             plans.append(((s, "diffusion"), dt, ddata, sub, ctl, "direct"))
             sub_r = subset_result(attacks[s], data, d_ids, [a.route_eps])
             ctl_r = budget_controls(ddata.kspace, mask, d_ids, [a.route_eps], seed=prof.seed)
-            for k, tk in seeded.items():
-                plans.append(((s, "diffusion", f"seed+{k}"), tk, ddata, sub_r, ctl_r, "direct"))
+            for k, tk in seeded.items():  # every diffusion eps with every seed (issue 17)
+                plans.append(((s, "diffusion", f"seed+{k}"), tk, ddata, sub, ctl, "direct"))
             plans.append(((s, "diffusion_image_route"), dt, ddata, sub_r, ctl_r, "image"))
         if "diffusion" in self.sources:
             sd = self.source_data["diffusion"]
@@ -251,8 +251,8 @@ class Transfer:
         per = dt.time_per_slice(ddata) if pending else 0.0
         print(
             f"diffusion target: {len(d_ids)} slices {d_ids}, eps {d_eps}, seeds "
-            f"{[prof.seed, *(prof.seed + k for k in seeded)]} (extra seeds and image route at "
-            f"eps {a.route_eps:g}); {len(pending)} reconstructions to run at ~{per:.1f} s each "
+            f"{[prof.seed, *(prof.seed + k for k in seeded)]} (image route at eps "
+            f"{a.route_eps:g}); {len(pending)} reconstructions to run at ~{per:.1f} s each "
             f"-> about {len(pending) * per / 60:.1f} min"
         )
         t0 = time.perf_counter()

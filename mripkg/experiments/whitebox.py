@@ -38,7 +38,7 @@ from ..evaluation.attack_runs import (
 )
 from ..evaluation.clean import METRIC_CONVENTIONS, build_reconstructors
 from ..evaluation.scoring import evaluate_attack, per_slice_rows
-from ..evaluation.selection import SliceSet, eps_key, slice_set, spread_ids
+from ..evaluation.selection import SliceSet, eps_key, require_tuning_split, slice_set, spread_ids
 from ..evaluation.summaries import whitebox_summary
 from ..evaluation.targets import ReconCache, Target
 from ..io import all_finite, read_json, write_csv, write_json
@@ -196,7 +196,9 @@ def step_size_check(
 ) -> StepSizeCheck:
     """Attack ``data`` at ``eps`` with every ``settings[(model name, lr_rel)]`` (through the
     attack cache); each step size's problems are the models' (slice, eps) pairs, in the order
-    of ``settings``."""
+    of ``settings``.  ``lr_rel`` is a tuned setting: ``data`` must be a validation split (a test
+    split raises, issue 17)."""
+    require_tuning_split(data.split, "the attack step-size check")
     runs: dict[float, list[Tensor]] = {}
     for (m, lr), s in settings.items():
         r = run_whitebox(

@@ -1,14 +1,17 @@
 """Unsupervised reconstruction: a DDPM prior plus the projection sampler of Song et al. (2022).
 
-(:func:`dds_sample`, beyond the paper: data consistency on the denoised estimate, a faster
-sampler at equal quality; see the profile's ``DDPMConfig.sampler``.)
+(:func:`dds_sample`, beyond the paper and only an ablation: exact data consistency on the
+denoised estimate and a DDIM step; every number that tests a paper claim uses the projection
+sampler; see the profile's ``DDPMConfig.sampler``.)
 
 The prior is an epsilon-prediction U-Net (Ho et al. 2020) trained on ground-truth images only
 (scaled to [-1, 1]); it never sees k-space pairs, which is what makes the method unsupervised.
 Reconstruction (:func:`projection_sample`) runs the reverse diffusion over a respaced schedule;
 before every reverse step the measured k-space columns, noised to the current noise level,
-replace those columns of the current estimate (real part kept).  After the last step: one
-denoising step (the x0 prediction) and a hard replacement of the measured columns.  The output
+replace those columns of the current estimate (real part kept, as the authors did; on a
+column whose conjugate partner is not sampled this is only half-consistent, see
+:func:`_replace_columns`).  After the last step: one denoising step (the x0 prediction) and a
+hard replacement of the measured columns.  The output
 is mapped back to [0, 1] and clamped at 0 (MRI magnitude images are non-negative).
 """
 
@@ -306,9 +309,44 @@ def _scaled_measurement(y: Tensor, mask: Tensor) -> Tensor:
 
 
 def _replace_columns(x: Tensor, y_t: Tensor, mask: Tensor) -> Tensor:
+    """The paper's data-consistency step: the measured columns of ``fft2c(x)`` replaced by
+    ``y_t``, real part kept.  For a column whose conjugate partner (frequency ``-f``) is not
+    sampled, taking the real part averages the replaced value with the unmeasured partner's,
+    so this step is only half-consistent there: about half of the residual on that column
+    remains (see :func:`real_data_consistency` for the exact step)."""
     m = mask.to(x.dtype)
     k = fft2c(x)
     return ifft2c(k * (1 - m) + y_t * m).real
+
+
+def conj_mirror(k: Tensor) -> Tensor:
+    """``conj(k[-f])`` on the centred frequency grid of :func:`mripkg.physics.fft2c` (last two
+    axes, any side length): the spectrum of a real image equals its own ``conj_mirror``."""
+    ku = torch.fft.ifftshift(k, dim=(-2, -1))
+    ku = torch.roll(torch.flip(ku, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+    return torch.fft.fftshift(ku, dim=(-2, -1)).conj()
+
+
+def real_data_consistency(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """Exact data consistency for a real image: the real ``x'`` closest to ``x`` that solves
+    the real-valued normal equations ``Re F^H M (M F x' - y) = 0`` (least squares over real
+    images; the minimiser DDS's conjugate-gradient step converges to).
+
+    Closed form per conjugate column pair: a real image's spectrum is Hermitian, so where
+    frequency ``f`` or its partner ``-f`` is measured, ``F x'[f] = (m_f y_f + m_-f
+    conj(y_-f)) / (m_f + m_-f)``; every other frequency keeps ``F x``'s value.  For ``y`` the
+    measurement of a real image, ``M F x' = y`` exactly.  ``x`` real ``[B, 1, H, W]``, ``y``
+    complex ``[B, 1, H, W]`` (zero off the mask), ``mask`` ``[W]``; returns real ``[B, 1, H, W]``.
+    """
+    h = x.shape[-2]
+    m = mask.to(device=x.device, dtype=x.dtype).expand(h, -1)
+    mc = m.to(torch.complex64 if x.dtype != torch.float64 else torch.complex128)
+    m_mirror = conj_mirror(mc).real
+    w = m + m_mirror
+    ym = y * m
+    target = (ym + conj_mirror(ym)) / w.clamp_min(1.0)
+    k = fft2c(x)
+    return ifft2c(torch.where(w > 0, target, k)).real
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -448,12 +486,13 @@ def dds_sample(
 ) -> Tensor:
     """Sampler with data consistency on the denoised estimate (DDS-style, Chung et al. 2024).
 
-    Every reverse step predicts ``x0`` (Tweedie), makes it consistent with the measurement (the
-    measured k-space columns of ``x0`` are replaced by the clean measurement, real part kept:
-    for this orthonormal single-coil operator that is the exact solution the conjugate-gradient
-    step of DDS converges to in one iteration), then moves to the next noise level with the
-    DDIM update ``x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - s^2) eps + s z``,
-    ``s = eta * sigma_DDPM`` (``eta = 1``: the DDPM posterior noise, ``0``: deterministic).
+    Every reverse step predicts ``x0`` (Tweedie), makes it consistent with the measurement
+    exactly (:func:`real_data_consistency`: the least-squares real image nearest ``x0``, the
+    solution DDS's conjugate-gradient step converges to; closed form per conjugate column
+    pair), then moves to the next noise level with the DDIM update ``x_prev = sqrt(abar_prev)
+    x0 + sqrt(1 - abar_prev - s^2) eps + s z``, ``s = eta * sigma_DDPM``, where ``eta`` is the
+    DDIM eta (``1``: the DDPM posterior noise, ``0``: deterministic DDIM).  A labelled ablation
+    beside the paper's :func:`projection_sample`, never the sampler of a paper claim.
     The last step returns the consistent ``x0``.  Arguments, shapes and units as
     :func:`projection_sample` (the same noise draws: ``x_T`` and the step noise; the
     measurement noise is not used).  ``tv_weight > 0``: a TV proximal step on ``x0`` before
@@ -475,7 +514,7 @@ def dds_sample(
         x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1.5, 1.5)
         if tv_weight > 0:
             x0 = tv_denoise(x0, tv_weight, tv_iters)
-        x0 = _replace_columns(x0, ys, mask)  # data consistency on the denoised estimate
+        x0 = real_data_consistency(x0, ys, mask)  # exact, on the denoised estimate
         if i + 1 == len(ts):
             return x0
         sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
@@ -498,10 +537,12 @@ def sampler_tag(
     tv_iters: int = 10,
 ) -> str:
     """A sampler's settings besides steps and seed as text (part of cache keys): ``""`` for the
-    paper's projection sampler in float32 with even spacing (so older keys stay valid)."""
+    paper's projection sampler in float32 with even spacing (so older keys stay valid); the DDS
+    tag names its exact data-consistency step (``dc=ls``), so caches of the earlier
+    column-replacement DDS are never reused."""
     parts = []
     if sampler != "projection":
-        parts.append(f"{sampler},eta={eta:g}")
+        parts.append(f"{sampler},eta={eta:g},dc=ls")
     if precision != "fp32":
         parts.append(precision)
     if spacing != 1:
@@ -515,7 +556,7 @@ def describe_sampler(
     sampler: str, steps: int, eta: float = 1.0, spacing: float = 1.0, precision: str = "fp32"
 ) -> str:
     """One line for tables: sampler, steps, spacing, precision."""
-    name = "projection (paper)" if sampler == "projection" else f"DDS, eta {eta:g}"
+    name = "projection (paper)" if sampler == "projection" else f"DDS, DDIM eta {eta:g}"
     spaced = "even" if spacing == 1 else f"t ~ u^{spacing:g}"
     return f"{name}, {steps} steps, {spaced} spacing, {precision}"
 
@@ -545,10 +586,10 @@ class DiffusionReconstructor(nn.Module):
     ``steps`` respaced sampler steps, noise from per-slice generators seeded by
     (``seed``, slice id, ``sample``).  Call :meth:`reconstruct` to pass slice ids explicitly.
     ``sampler``: ``"projection"`` (the paper's, :func:`projection_sample`) or ``"dds"``
-    (:func:`dds_sample`, with ``eta``); ``precision``: ``"fp32"`` or ``"bf16"`` (U-Net under
-    bfloat16 autocast); ``spacing``: the respacing power (1: even).  ``tv_weight > 0``: a TV
-    proximal step on every step's x0 prediction.  The defaults are the paper's sampler;
-    :meth:`from_config` takes a profile's.
+    (:func:`dds_sample`, with the DDIM ``eta``; an ablation); ``precision``: ``"fp32"`` or
+    ``"bf16"`` (U-Net under bfloat16 autocast); ``spacing``: the respacing power (1: even).
+    ``tv_weight > 0``: a TV proximal step on every step's x0 prediction.  The defaults are the
+    paper's sampler; :meth:`from_config` takes a profile's.
     """
 
     name = "diffusion"

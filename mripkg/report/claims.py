@@ -395,9 +395,9 @@ def artifacts_report(
         f"{r_ctl['neighbour_corr']:.2f}, kurtosis {r_ctl['excess_kurtosis']:.2f}, detection AUC "
         f"{r_ctl['detection_auc']:.2f}.",
         "",
-        f"Claim 4 (diffusion artifacts look like Gaussian noise, unlike the supervised models' "
-        f"structured ones, and are harder to detect), on the means: **{verdict}** on this "
-        "profile; the scorecard below puts an interval on each criterion.",
+        f"Exploratory (never a verdict; issue 17): the five descriptive criteria above, on the "
+        f"means, would read '{verdict}'; claim 4's verdict is the scorecard's, by its fixed "
+        "rule (each artifact against its own random control, edge correlation).",
     ]
     return criteria, verdict, "\n".join(lines)
 
@@ -1170,6 +1170,11 @@ def check_scorecard(
             NOT_EVIDENCE,
         ) or c["verdict"].startswith("undecided"), c
     assert card["evidence"] == (profile.name != "smoke")
+    if "general_rule" in card:  # issue 17's card: rules, what the evidence rests on, seeds
+        assert card["header"] and card["method"] and "exploratory" in card
+        for c in card["claims"]:
+            assert c["rule"] and c["evidence_base"]["test_subjects"] >= 1, c["claim"]
+        assert card["claims"][1]["evidence_base"]["sampler_seeds"] == profile.attack.diffusion_seeds
     det = card["posterior_spread_detector"]
     assert all(0 <= v["auc"] <= 1 for k, v in det["spread"].items() if k != "0.00")
     print("scorecard checks passed")

@@ -43,6 +43,31 @@ LABELS = {
 }
 
 
+#: Models of the out-of-domain table (TV joins when the results have it).
+OUT_OF_DOMAIN_MODELS = NAMES
+#: Columns a generated block must have (``--check`` fails without them).
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "out_of_domain": ("condition", "zero-filled", "ResUNet++", "i-RIM", "diffusion"),
+}
+
+
+def check_block(name: str, old: str, new: str) -> list[str]:
+    """Problems of a regenerated block ``new`` against the README's ``old``: a table that lost a
+    column or a row (:func:`mripkg.prose_check.lost_cells`), or a required column missing
+    (:data:`REQUIRED_COLUMNS`, matched as a prefix of a header cell)."""
+    from .prose_check import lost_cells, table_shapes
+
+    problems = [f"{name}: {p}" for p in lost_cells(old, new)]
+    req = REQUIRED_COLUMNS.get(name, ())
+    if req:
+        shapes = table_shapes(new)
+        heads = shapes[0][0] if shapes else []
+        miss = [c for c in req if not any(h.startswith(c) for h in heads)]
+        if miss:
+            problems.append(f"{name}: required column(s) missing {miss}")
+    return problems
+
+
 def section(name: str) -> Callable[[Callable[[Path], str]], Callable[[Path], str]]:
     """Register ``fn(results_dir) -> markdown`` as the generator of block ``name``."""
 
@@ -112,17 +137,10 @@ def _training(profile: str, name: str) -> tuple[str, str]:
 @section("clean")
 def clean_table(results: Path) -> str:
     """Table 1, clean part: PSNR/SSIM of each model on the Colin27 test set and test_id."""
-    from ..models.ddpm import describe_sampler, sampler_kwargs
-    from ..profiles import PROFILES
-
     m = read_result(results, "metrics_clean.json")
     profile = m.get("profile", PROFILE)
-    if "diffusion_sampler" in m:  # written by notebook 02 since issue 12
-        sampler = m["diffusion_sampler"]
-    elif profile in PROFILES:
-        sampler = describe_sampler(**sampler_kwargs(PROFILES[profile].ddpm))  # type: ignore[arg-type]
-    else:
-        sampler = "?"
+    # the sampler that made the numbers, from the file: the profile's current sampler may differ
+    sampler = m.get("diffusion_sampler", "not recorded in metrics_clean.json")
     rows = []
     for key in NAMES:
         if key == "zero_filled":
@@ -260,10 +278,30 @@ def artifacts_table(results: Path) -> str:
 
 @section("claims")
 def claims_table(results: Path) -> str:
-    """The scorecard of the paper's five claims (notebook 05, ``claims.json``)."""
+    """The scorecard of the paper's five claims (notebook 05, ``claims.json``): issue 17's
+    card (header, rule sentences from the file) when the file has it, else the older one."""
+    card = read_result(results, "claims.json")
+    if "general_rule" in card:
+        from .scorecard import scorecard_markdown as issue17_markdown
+
+        return issue17_markdown(card)
     from .claims import scorecard_markdown
 
-    return scorecard_markdown(read_result(results, "claims.json"))
+    return scorecard_markdown(card)
+
+
+@section("sampler_sensitivity")
+def sampler_sensitivity_table(results: Path) -> str:
+    """Notebook 04 (issue 17): transferred and control PSNR drops under the paper's sampler
+    and the DDS ablation, with dependence-aware 95 % intervals over slices."""
+    m = read_result(results, "metrics_sampler_sensitivity.json")
+    rows = m["rows"]
+    if not rows:
+        raise ValueError("metrics_sampler_sensitivity.json has no rows")
+    head = list(rows[0])
+    return "PSNR drops in dB, 95 % intervals over slices\n\n" + _table(
+        head, [[str(r[k]) for k in head] for r in rows]
+    )
 
 
 @section("out_of_domain")
@@ -272,7 +310,9 @@ def out_of_domain_table(results: Path) -> str:
     from .tables import format_out_of_domain
 
     m = read_result(results, "metrics_out_of_domain.json")
-    models = [k for k in NAMES if k in m]
+    # model columns from the rows' keys ("{model}_psnr"), not the JSON's top level
+    keys = set().union(*(r.keys() for r in m["rows"])) if m["rows"] else set()
+    models = [k for k in (*OUT_OF_DOMAIN_MODELS, "tv") if f"{k}_psnr" in keys]
     return "PSNR dB / SSIM\n\n" + format_out_of_domain(m, models)
 
 
@@ -346,14 +386,19 @@ def sampler_levers_table(results: Path) -> str:
             f"{r['s_per_slice']:.2f}",
             f"{base / r['s_per_slice']:.1f}x",
             _f(r["psnr"]),
-            f"{r['psnr_vs_1000']:+.2f}",
+            "-" if r.get("psnr_vs_1000") is None else f"{r['psnr_vs_1000']:+.2f}",
         ]
         for r in lv["rows"]
         if "error" not in r
     ]
     shared = lv.get("shared_cpu", "default" not in lv)  # runs before issue 12's end: shared
+    # older files measured the levers on test slices; newer ones on validation slices, with
+    # one final test row for the chosen setting
+    split = {"val": "validation"}.get(lv.get("split", "test"), lv.get("split", "test"))
     head = (
-        f"{m['profile']} profile, {len(lv.get('slices', [])) or 2} test slices, "
+        f"{m['profile']} profile, {len(lv.get('slices', [])) or 2} {split} slices"
+        + (" (the last row: the chosen setting on test slices)" if "test_slices" in lv else "")
+        + ", "
         f"{lv.get('threads', m['threads'])} thread(s) on "
         f"{'a shared' if shared else 'an otherwise idle'} CPU, {m['date']}; "
         f"paper's projection sampler at 1000 steps: {_f(lv['psnr_1000'])} dB"
@@ -516,11 +561,25 @@ def render(text: str, results: Path) -> str:
     return MARKER_RE.sub(fill, text)
 
 
+def shape_problems(old_text: str, new_text: str) -> list[str]:
+    """:func:`check_block` for every marked block of the README before and after rendering."""
+    old = {mm.group("name"): mm.group("body") for mm in MARKER_RE.finditer(old_text)}
+    out = []
+    for mm in MARKER_RE.finditer(new_text):
+        out += check_block(mm.group("name"), old.get(mm.group("name"), ""), mm.group("body"))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mripkg.readme", description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
     ap.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
     ap.add_argument("--results", type=Path, default=results_dir(PROFILE))
+    ap.add_argument(
+        "--allow-shrink",
+        action="store_true",
+        help="write even when a generated table loses a column or a row",
+    )
     args = ap.parse_args(argv)
     try:
         old = args.readme.read_text(encoding="utf-8")
@@ -528,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    problems = shape_problems(old, new) + [p for p in shape_problems(new, new) if "required" in p]
+    if problems and not (args.allow_shrink and not args.check):
+        print("\n".join(problems), file=sys.stderr)
+        print("a generated table lost a column or a row (see above)", file=sys.stderr)
+        return 1
     if args.check:
         if new != old:
             diff = difflib.unified_diff(
