@@ -317,8 +317,12 @@ QUICK = Profile(
     # attack passes in bfloat16: 1.3-1.6x faster per step at batch 8, damage within 3 %.
     # Cold 100 steps, no continuation: the continuation variants tried lost more than 1 % of
     # the damage at some eps on validation slices (issue 18; python -m mripkg.app.attack_bench).
-    # The convergence run and the step-size check are opt-in (their record is committed).
-    attack=AttackConfig(steps=100, n_slices=16, diffusion_steps=10, precision="bf16", checks=False),
+    # The convergence run and the step-size check are opt-in at quick.  lr_rel 3: the best of
+    # the step-size check on validation slices under bf16 (score 0.9873; 1 scored 0.9765,
+    # outside the check's 1 % tolerance; issue 18).
+    attack=AttackConfig(
+        steps=100, n_slices=16, lr_rel=3.0, diffusion_steps=10, precision="bf16", checks=False
+    ),
     threads=2,
 )
 

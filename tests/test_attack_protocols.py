@@ -232,12 +232,21 @@ def test_readme_sections_render_the_attack_results(tmp_path):
                 "test_slices": [0, 15],
                 "slices_note": "2 of 16",
                 "eps": [0.08],
-                "models": {"irim": {"authors": per, "default": per}},
+                "models": {
+                    "irim": {
+                        "authors": per,
+                        "default": {
+                            **per,
+                            "settings": {"steps": 100, "lr_rel": 1.0, "precision": "bf16"},
+                        },
+                    }
+                },
             }
         )
     )
     table = readme.authors_protocol_table(tmp_path)
     assert "| i-RIM | 0.08 | authors' (PAPER.md addendum) | 22.50 | 20.00 | 2.50 (0.50) |" in table
+    assert "| ours: cold 100 steps, lr_rel 1, bf16 |" in table
     assert "12.00 (1.00)" in table and "| 3.2 |" in table and "| 2.0 |" in table
     row = {
         "variant": "continuation lr1",

@@ -502,7 +502,14 @@ def authors_protocol_table(results: Path) -> str:
     """The authors' attack protocol next to the default, white-box, on the same test slices
     (``metrics_authors_protocol.json``, :mod:`mripkg.experiments.authors_protocol`)."""
     d = read_result(results, "metrics_authors_protocol.json")
-    names = {"authors": "authors' (PAPER.md addendum)", "default": "default (this profile)"}
+    def name(proto: str, st: dict[str, Any]) -> str:
+        if proto == "authors":
+            return "authors' (PAPER.md addendum)"
+        return (
+            f"ours: cold {st.get('steps')} steps, lr_rel {st.get('lr_rel', 1.0):g}, "
+            f"{st.get('precision', 'fp32')}"
+        )
+
     rows = []
     for m, per in d["models"].items():
         for e in d["eps"]:
@@ -513,7 +520,7 @@ def authors_protocol_table(results: Path) -> str:
                     [
                         LABELS.get(m, m),
                         k,
-                        names.get(proto, proto),
+                        name(proto, per[proto].get("settings", {})),
                         _f(v["psnr_clean"]),
                         _f(v["psnr"]),
                         f"{_f(v['psnr_drop'])} ({_f(v['psnr_drop_random'])})",
