@@ -213,6 +213,7 @@ ATTACK_PRESETS: dict[str, dict[str, object]] = {
         "protocol": "authors-v1",
         "steps": 2000,
         "lr": 0.1,
+        "lr_rel": 1.0,  # unused with an absolute lr; fixed so the cache key does not follow it
         "init_scale": 1e-4,
         "precision": "fp32",
         "patience": 200,

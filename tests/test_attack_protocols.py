@@ -84,6 +84,11 @@ def test_settings_keys_change_with_the_algorithm():
     }
     assert len(digests) == 7
     assert uses_protocol(_cont()) and not uses_protocol(plain)
+    # the authors' key does not follow the profile's (unused) relative step size
+    assert (
+        authors_settings(AttackSettings(lr_rel=3.0)).digest()
+        == authors_settings(AttackSettings(lr_rel=1.0)).digest()
+    )
     with pytest.raises(ValueError, match="ladder"):
         AttackSettings(ladder=(0.02, 0.01))
     with pytest.raises(ValueError, match="patience"):

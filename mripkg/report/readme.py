@@ -527,7 +527,7 @@ def authors_protocol_table(results: Path) -> str:
                         f"{v['added_mse'] * 1e4:.2f} ({v['added_mse_random'] * 1e4:.2f})",
                         _f(v["amplification_over_control"], 1),
                         f"{v['steps_used_mean']:.0f}",
-                        f"{per[proto]['attack_cpu_s'] / 60:.1f}",
+                        _minutes(per[proto].get("attack_cpu_s")),
                     ]
                 )
     header = [
@@ -549,6 +549,13 @@ def authors_protocol_table(results: Path) -> str:
         "brackets."
     )
     return _table(header, rows) + "\n\n" + note
+
+
+def _minutes(seconds: float | None) -> str:
+    """CPU seconds as minutes with one decimal; "-" when not recorded (None or NaN)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    return f"{seconds / 60:.1f}"
 
 
 @section("attack_speed")
