@@ -502,6 +502,7 @@ def authors_protocol_table(results: Path) -> str:
     """The authors' attack protocol next to the default, white-box, on the same test slices
     (``metrics_authors_protocol.json``, :mod:`mripkg.experiments.authors_protocol`)."""
     d = read_result(results, "metrics_authors_protocol.json")
+
     def name(proto: str, st: dict[str, Any]) -> str:
         if proto == "authors":
             return "authors' (PAPER.md addendum)"
