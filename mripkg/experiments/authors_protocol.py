@@ -109,13 +109,10 @@ def run(
         "profile": profile.name,
         "test_slices": ids,
         "slices_note": (
-            f"{len(ids)} of the {len(data_all)} attacked test slices (spread evenly), chosen before any "
-            "result was seen: "
-            "the authors' protocol cost 34 CPU-s per pair here (1 thread), about 36 CPU-min for all "
-            "64 pairs, but this shared 2-core machine gave each job about a tenth of a core"
-        ), chosen "
-            "before any result was seen, to keep the authors' protocol (up to 2000 float32 "
-            "steps per pair) within about 40 CPU-minutes"
+            f"{len(ids)} of the {len(data_all)} attacked test slices (spread evenly), chosen "
+            "before any result was seen: the authors' protocol cost 34 CPU-s per pair here "
+            "(1 thread), about 36 CPU-min for all 64 pairs, but this shared 2-core machine gave "
+            "each job about a tenth of a core"
         ),
         "eps": list(eps),
         "authors_preset": {
