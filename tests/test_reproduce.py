@@ -189,3 +189,29 @@ def test_relative_data_dir_is_taken_from_the_callers_directory(tmp_path):
     )
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: --data-dir nowhere: not a folder ({tmp_path / 'nowhere'})"
+
+
+def test_partial_run_keeps_the_whole_run_record(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from mripkg import reproduce
+
+    monkeypatch.setattr(reproduce, "figures_dir", lambda profile: tmp_path)
+    monkeypatch.setattr(reproduce, "figure_files", lambda profile: sorted(tmp_path.glob("*.png")))
+    for name in ("fig1_data_and_mask.png", "fig3_white_box.png"):
+        (tmp_path / name).write_bytes(b"png")
+    t = dt.datetime(2026, 1, 1, 12, 0, 0)
+    whole = [
+        reproduce.RunRecord("01_data.ipynb", 10.0, ["fig1_data_and_mask.png"]),
+        reproduce.RunRecord("03_white_box.ipynb", 500.0, ["fig3_white_box.png"]),
+    ]
+    reproduce.write_manifest("quick", whole, t, 510.0, whole=True)
+    part = [reproduce.RunRecord("01_data.ipynb", 7.0, ["fig1_data_and_mask.png"])]
+    md = reproduce.write_manifest("quick", part, t.replace(hour=13), 7.0, whole=False).read_text()
+    assert "total run time 510.0 s" in md  # the whole run's record survives
+    assert "this partial run" in md and "7.0 s" in md
+    assert "`01_data.ipynb` (7.0 s" in md and "`03_white_box.ipynb` (500.0 s" in md
+    assert "| `fig3_white_box.png` | `03_white_box.ipynb` |" in md  # still attributed
+    # a new whole run replaces the record
+    md = reproduce.write_manifest("quick", whole, t, 300.0, whole=True).read_text()
+    assert "total run time 300.0 s" in md and "510.0" not in md

@@ -15,6 +15,11 @@ each a row with seconds per slice and PSNR against the paper's 1000-step project
 on the same slices (computed once, cached), into ``runs/<profile>/bench_levers.json``;
 ``dds`` adds the DDS-style sampler rows (the quick default among them), ``attack`` the attack
 step time in float32 and bfloat16; ``--models "" --sampler-steps ""`` runs only those.
+
+``attack`` in bench.json (on unless ``--no-attack``; issue 18): the attack variants (cold
+100 steps, continuation along the eps grid with a plateau stop) on validation slices, with ms
+per (pair, step), mean steps used, damage relative to the cold attack and to a 300-step
+reference, and the estimated attack CPU seconds of notebook 03 (:mod:`mripkg.app.attack_bench`).
 """
 
 from __future__ import annotations
@@ -463,6 +468,13 @@ def _bench_attack_precision(profile_name: str, n_pairs: int = 8, steps: int = 20
     return {"pairs": n_pairs, "steps": steps, "eps": [0.01, 0.04], "rows": rows}
 
 
+def _bench_attack(profile_name: str) -> dict[str, Any]:
+    """The ``attack`` rows (issue 18): :func:`mripkg.attack_bench.run` on validation slices."""
+    from .attack_bench import run
+
+    return run(get_profile(profile_name))
+
+
 def _child(q: mp.Queue, fn: str, args: tuple) -> None:
     try:
         q.put(("ok", globals()[fn](*args)))
@@ -493,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
         "base,bf16,spacing,compile,warm_start,combo,dds,attack (rows in bench_levers.json)",
     )
     ap.add_argument("--lever-slices", type=int, default=2)
+    ap.add_argument(
+        "--attack",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="attack speed against damage on validation slices (bench.json 'attack'; cached)",
+    )
     args = ap.parse_args(argv)
     profile = cli_profile(args.profile)
     setup_torch(profile)
@@ -516,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
         report["sampler"] = _in_subprocess(
             "_bench_sampler", profile.name, steps, args.sampler_slices
         )
+    if args.attack:
+        print("[bench] attack: continuation and plateau stop against the cold attack", flush=True)
+        report["attack"] = _in_subprocess("_bench_attack", profile.name)
     levers = tuple(v for v in args.levers.split(",") if v)
     if levers:
         print("[bench] sampler speed levers (time and PSNR against 1000 steps)", flush=True)
@@ -525,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         path = run_dir(profile.name) / "bench_levers.json"
         atomic_write_json(path, {k: v for k, v in report.items() if k != "models"})
         print(f"wrote {path}")
-    if report["models"] or steps:
+    if report["models"] or steps or "attack" in report:
         path = run_dir(profile.name) / "bench.json"
         atomic_write_json(path, {k: v for k, v in report.items() if k != "levers"})
         print(f"wrote {path}")

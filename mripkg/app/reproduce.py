@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime as dt
+import json
 import os
 import re
 import sys
@@ -331,10 +332,46 @@ def write_manifest(
     started: dt.datetime,
     total_s: float,
     data_dir: str | None = None,
+    whole: bool = True,
 ) -> Path:
     """``MANIFEST.md`` beside the figures: every figure file present, the notebook that made
-    it, the profile, the paper claim it illustrates, the date and the run time."""
-    made_by = {fig: r.notebook for r in records for fig in r.figures}
+    it, the profile, the paper claim it illustrates, the date and the run time.
+
+    The per-notebook records are merged into ``MANIFEST.json`` beside it (one entry per
+    notebook, replaced when that notebook runs again), so a partial run (``--only``) updates
+    its notebooks' lines and keeps the others'; the whole-run line (start, total time) changes
+    only when every notebook ran (``whole``)."""
+    fdir = figures_dir(profile)
+    fdir.mkdir(parents=True, exist_ok=True)
+    store_path = fdir / "MANIFEST.json"
+    try:
+        store = json.loads(store_path.read_text(encoding="utf-8"))
+        if not isinstance(store, dict) or not isinstance(store.get("notebooks"), dict):
+            store = {}
+    except (OSError, ValueError):
+        store = {}
+    notebooks: dict[str, dict] = dict(store.get("notebooks", {}))
+    when = started.isoformat(timespec="seconds")
+    for r in records:
+        notebooks[r.notebook] = {
+            "seconds": round(r.seconds, 1),
+            "peak_rss_gb": None if r.peak_rss_gb is None else round(r.peak_rss_gb, 2),
+            "figures": list(r.figures),
+            "params": {k: repr(v) for k, v in r.params.items()},
+            "run_started": when,
+            "whole_run": whole,
+            "data": "embedded" if data_dir is None else data_dir,
+            "mripkg": __version__,
+        }
+    whole_run = store.get("whole_run")
+    if whole:
+        whole_run = {"started": when, "total_s": round(total_s, 1), "mripkg": __version__}
+    store = {
+        "profile": profile,
+        "whole_run": whole_run,
+        "notebooks": dict(sorted(notebooks.items())),
+    }
+    made_by = {fig: nb for nb, rec in notebooks.items() for fig in rec.get("figures", [])}
     rows = []
     for path in figure_files(profile):
         nb_claim = FIGURE_CLAIMS.get(path.stem)
@@ -343,19 +380,48 @@ def write_manifest(
             notebook = made_by[path.name]
         else:
             mtime = dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
-            notebook = f"{nb_claim[0] if nb_claim else '?'} (not rebuilt in this run; {mtime})"
+            notebook = (
+                f"{nb_claim[0] if nb_claim else '?'} (not rebuilt by a recorded run; {mtime})"
+            )
         rows.append((path.name, notebook, claim))
-    given = [f"`{k}={v!r}` ({r.notebook})" for r in records for k, v in r.params.items()]
+    given = [
+        f"`{k}={v}` ({nb})"
+        for nb, rec in notebooks.items()
+        for k, v in rec.get("params", {}).items()
+    ]
+    if whole_run:
+        whole_line = (
+            f"- last whole run (every notebook): started {whole_run['started']}, total run time "
+            f"{whole_run['total_s']:.1f} s ({whole_run['total_s'] / 60:.1f} min)"
+        )
+    else:
+        whole_line = "- no whole run (every notebook) recorded yet"
     lines = [
         f"# Figures of profile `{profile}`",
         "",
         f"- written by `python -m mripkg.reproduce --profile {profile}` (mripkg {__version__})",
         *([f"- parameters set with --param: {', '.join(given)}"] if given else []),
-        f"- started {started.isoformat(timespec='seconds')}, "
-        f"total run time {total_s:.1f} s ({total_s / 60:.1f} min)",
+        whole_line,
+        *(
+            []
+            if whole
+            else [
+                f"- this partial run (--only): started {when}, {total_s:.1f} s; "
+                + ", ".join(f"`{r.notebook}`" for r in records)
+            ]
+        ),
         f"- data: {'embedded MNI152 / Colin27 volumes' if data_dir is None else data_dir}",
-        "- notebooks run (wall time, peak memory of the kernel): "
-        + (", ".join(f"`{r.notebook}` ({r.seconds:.1f} s{_gb(r)})" for r in records) or "none"),
+        "- notebooks, each from its latest run (wall time, peak memory of the kernel, run "
+        "started): "
+        + (
+            ", ".join(
+                f"`{nb}` ({rec['seconds']:.1f} s"
+                + ("" if rec.get("peak_rss_gb") is None else f", {rec['peak_rss_gb']:.2f} GB")
+                + f", {rec.get('run_started', '?')})"
+                for nb, rec in notebooks.items()
+            )
+            or "none"
+        ),
         "",
         "| file | notebook | profile | paper claim it illustrates |",
         "|---|---|---|---|",
@@ -364,7 +430,8 @@ def write_manifest(
         lines.append(f"| `{name}` | `{notebook}` | {profile} | {claim} |")
     if not rows:
         lines.append("| (no figures) | | | |")
-    path = figures_dir(profile) / "MANIFEST.md"
+    path = fdir / "MANIFEST.md"
+    atomic_write_text(store_path, json.dumps(store, indent=1) + "\n")
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
@@ -451,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(made)} figure files; {time.perf_counter() - t0:.1f} s in all so far"
         )
     total = time.perf_counter() - t0
-    manifest = write_manifest(profile, records, started, total, data_dir)
+    whole = {p.name for p in selected} == {p.name for p in notebooks}
+    manifest = write_manifest(profile, records, started, total, data_dir, whole=whole)
     exported = export_results(profile) if data_dir is None else []
     print(f"[{profile}] {len(records)} notebooks in {total:.1f} s; manifest: {_rel(manifest)}")
     if exported:

@@ -10,6 +10,7 @@ import hashlib
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..physics import kspace_norm
+from ..profiles import progress_disabled
 from .kspace import (
     NORM_RTOL,
     AttackResult,
@@ -35,6 +38,14 @@ from .kspace import (
     as_eps,
     frozen,
     image_norm,
+)
+from .protocols import (
+    CONTINUATION_VERSION,
+    _close,
+    _flat_pairs,
+    _u_from_result,
+    is_authors,
+    ladder_levels,
 )
 from .shards import MissingEntries, Shard
 
@@ -339,6 +350,30 @@ def cached_attack(
     nothing; a pair missing from the cache (or invalid there) raises
     :class:`~mripkg.attacks.shards.MissingEntries` naming its batches.
     """
+    if settings is not None and (settings.ladder or settings.patience or settings.protocol):
+        # continuation, plateau stop or the authors' protocol: keyed by those fields, so they
+        # must run them (:mod:`.protocols`), never the plain attack under their key
+        if objective_model is not None:
+            raise ValueError(
+                "continuation, plateau-stop or protocol settings cannot use an objective_model; "
+                "clear ladder, warm_steps, patience and protocol for this attack"
+            )
+        if require_cached:
+            raise ValueError("require_cached (sharded sweeps) is not supported for these settings")
+        return cached_protocol_attack(
+            model,
+            kspace,
+            mask,
+            eps,
+            profile=profile,
+            source=source,
+            slice_ids=slice_ids,
+            split=split,
+            settings=settings,
+            batch_size=batch_size,
+            cache=cache or AttackCache(profile),
+            progress=progress,
+        )
     sweep = _Sweep(
         model, kspace, mask, eps, profile, source, slice_ids, split, settings,
         objective_model, batch_size, cache, progress,
@@ -518,7 +553,224 @@ class _Sweep:
         return AttackResult.concat(rows, "eps")
 
 
+# --------------------------------------------------------------------------------------------
+# continuation and the authors' protocol through the cache (:mod:`.protocols`)
+
+
+def _noise(
+    settings: AttackSettings, slice_id: int | str, eps: float, shape: Sequence[int]
+) -> Tensor:
+    g = torch.Generator().manual_seed(item_seed(settings.seed, slice_id, float(eps)))
+    return torch.randn(tuple(shape), generator=g)
+
+
+def cached_protocol_attack(
+    model: ReconFn,
+    kspace: Tensor,
+    mask: Tensor,
+    eps: EpsLike,
+    *,
+    profile: str,
+    source: str,
+    slice_ids: Sequence[int | str],
+    split: str = "test",
+    settings: AttackSettings,
+    batch_size: int | None = None,
+    cache: AttackCache | None = None,
+    progress: bool | None = None,
+) -> AttackResult:
+    """:func:`mripkg.attacks.cached_attack` for continuation or authors'-protocol ``settings``
+    (the same ``[E, B]`` result, the same cache).  Pairs are attacked per eps level in
+    batches of ``batch_size`` slices (all when ``None``) and saved as soon as their batch is
+    done, so an interruption loses at most one batch; a continuation level needs the level
+    below it, which is loaded from the cache or computed first."""
+    _check_kspace(kspace)
+    _check_mask(mask, kspace.shape[-1])
+    if settings.complex_delta:
+        raise ValueError("continuation and the authors' protocol use a real delta")
+    if len(slice_ids) != kspace.shape[0]:
+        raise ValueError(f"{len(slice_ids)} slice ids for {kspace.shape[0]} images")
+    if len({str(s) for s in slice_ids}) != len(slice_ids):
+        raise ValueError("slice ids must be unique")
+    cache = cache or AttackCache(profile)
+    if cache.profile != profile:
+        raise ValueError(f"cache is for profile {cache.profile!r}, not {profile!r}")
+    eps_t = as_eps(eps)
+    # levels to solve, in increasing order: every requested eps and the ladder below it
+    levels: list[float] = []
+    for e in eps_t.tolist():
+        for lev in ladder_levels(settings, e) if e > 0 else [0.0]:
+            if not any(_close(lev, x) for x in levels):
+                levels.append(lev)
+    levels.sort()
+    on_ladder = [float(e) for e in settings.ladder if e > 0]
+    meta = _settings_meta(
+        settings.steps,
+        settings.lr,
+        settings.lr_rel,
+        False,
+        settings.init_scale,
+        None,
+        settings.precision,
+    )
+    meta.update(_protocol_meta(settings))
+    n_img = kspace.shape[0]
+    shape = (1, *kspace.shape[1:])
+    chunk = int(batch_size) if batch_size else n_img
+    grid: dict[tuple[float, int], AttackResult] = {}
+
+    def get(e: float, b: int) -> AttackResult | None:
+        if (e, b) not in grid:
+            r = cache.load(source, split, slice_ids[b], e, settings, kspace[b], mask)
+            if r is not None:
+                grid[(e, b)] = r
+        return grid.get((e, b))
+
+    def warm_from(e: float) -> float | None:
+        pos = [i for i, x in enumerate(on_ladder) if _close(x, e)]
+        if is_authors(settings) or not pos or pos[0] == 0:
+            return None
+        return on_ladder[pos[0] - 1]
+
+    def level_steps(e: float) -> int:
+        if e == 0:
+            return 0
+        return (settings.warm_steps or settings.steps) if warm_from(e) else settings.steps
+
+    todo = {e: [b for b in range(n_img) if get(e, b) is None] for e in levels}
+    bar = tqdm(
+        total=sum(level_steps(e) * len(bs) for e, bs in todo.items()),
+        desc=f"attack {source}",
+        disable=progress_disabled(progress),
+    )
+    try:
+        with frozen(model):
+            for e in levels:
+                prev = warm_from(e)
+                for i in range(0, len(todo[e]), chunk):
+                    part = todo[e][i : i + chunk]
+                    if e == 0:
+                        out = _zero_flat(kspace[part], mask, settings.steps)
+                    else:
+                        warm_u = None
+                        if prev is not None:
+                            below = [get(prev, b) for b in part]
+                            if any(r is None for r in below):
+                                raise RuntimeError(f"continuation level {prev} missing below {e}")
+                            warm_u = torch.cat(
+                                [
+                                    _u_from_result(r, kspace[b], mask)
+                                    for r, b in zip(below, part, strict=True)
+                                    if r is not None
+                                ]
+                            )
+                        noise = torch.cat([_noise(settings, slice_ids[b], e, shape) for b in part])
+                        t_cpu = time.process_time()
+                        out = _flat_pairs(
+                            model,
+                            kspace[part],
+                            mask,
+                            torch.full((len(part),), e, dtype=torch.float64),
+                            noise.to(kspace.device),
+                            settings,
+                            steps=level_steps(e),
+                            warm_u=warm_u,
+                            bar=bar,
+                        )
+                        out["cpu_s"] = torch.full((len(part),), time.process_time() - t_cpu)
+                        out["cpu_s"] /= len(part)
+                    members = [(slice_ids[b], e) for b in part]
+                    for j, b in enumerate(part):
+                        one = {
+                            k: (v[:, j : j + 1] if k == "history" else v[j : j + 1])
+                            for k, v in out.items()
+                            if k not in ("steps_used", "full_rel_norm", "u", "cpu_s")
+                        }
+                        hist = one["history"]
+                        if hist.shape[0] < settings.steps + 1:  # a warm level: pad
+                            pad = hist[-1:].expand(settings.steps + 1 - hist.shape[0], -1)
+                            one["history"] = torch.cat([hist, pad])
+                        entry_meta = {
+                            **meta,
+                            "steps_used": int(out["steps_used"][j]),
+                            "warm_from": prev,
+                            "full_rel_norm": float(out["full_rel_norm"][j]),
+                            # process CPU time of its batch / batch size (all threads)
+                            "cpu_s": float(out["cpu_s"][j]) if "cpu_s" in out else 0.0,
+                        }
+                        one = {k: v.cpu() for k, v in one.items()}
+                        res = _result_from_flat(
+                            one, torch.tensor([e], dtype=torch.float64), 1, entry_meta
+                        )
+                        sid = slice_ids[b]
+                        cache.save(res, source, split, sid, settings, kspace[b], mask, members)
+                        loaded = cache.load(source, split, sid, e, settings, kspace[b], mask)
+                        grid[(e, b)] = loaded if loaded is not None else res
+    finally:
+        bar.close()
+    rows = []
+    for e in eps_t.tolist():
+        lev = next(x for x in levels if _close(x, e))
+        rows.append(AttackResult.concat([grid[(lev, b)] for b in range(n_img)], "batch"))
+    return AttackResult.concat(rows, "eps")
+
+
+def _zero_flat(kspace: Tensor, mask: Tensor, steps: int) -> dict[str, Tensor]:
+    """eps = 0: no perturbation, zero damage (as the plain attack reports it)."""
+    n = kspace.shape[0]
+    y = kspace * mask.to(device=kspace.device, dtype=kspace.real.dtype)
+    z = torch.zeros(n, dtype=torch.float64)
+    return {
+        "delta": torch.zeros_like(y),
+        "y_adv": y,
+        "rel_norm": z,
+        "best_damage": torch.zeros(n),
+        "best_step": torch.zeros(n, dtype=torch.int64),
+        "history": torch.zeros(steps + 1, n),
+        "steps_used": torch.zeros(n, dtype=torch.int64),
+        "full_rel_norm": z,
+    }
+
+
+def _protocol_meta(settings: AttackSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {"patience": int(settings.patience), "min_gain": float(settings.min_gain)}
+    if settings.ladder:
+        out["ladder"] = [float(e) for e in settings.ladder]
+        out["warm_steps"] = int(settings.warm_steps)
+        out["continuation_version"] = CONTINUATION_VERSION
+    if settings.protocol:
+        out["protocol"] = settings.protocol
+    return out
+
+
+def steps_used(
+    cache: AttackCache,
+    source: str,
+    split: str,
+    slice_ids: Sequence[int | str],
+    eps: EpsLike,
+    settings: AttackSettings,
+) -> Tensor:
+    """Adam steps each cached pair ran, ``[E, B]`` int64 (``settings.steps`` for an entry
+    written without a plateau stop; 0 at eps = 0)."""
+    rows = []
+    for e in as_eps(eps).tolist():
+        row = []
+        for sid in slice_ids:
+            if e == 0:
+                row.append(0)
+                continue
+            r = cache.load(source, split, sid, e, settings)
+            if r is None:
+                raise KeyError(f"no cached attack for {source} {split} slice {sid} eps {e}")
+            row.append(int(r.meta.get("steps_used", settings.steps)))
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.int64)
+
+
 __all__ = [
+    "cached_protocol_attack",
+    "steps_used",
     "AttackCache",
     "attack_shard",
     "cached_attack",

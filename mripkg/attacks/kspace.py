@@ -55,7 +55,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -776,9 +776,35 @@ class AttackSettings:
     objective: str = ""
     model_id: str = ""
     precision: str = "fp32"  # of the attack's network passes (:func:`in_precision`)
+    # continuation along the eps grid and the plateau stop (:mod:`mripkg.attacks.protocols`):
+    # the eps ladder solved in order, the steps of a warm-started level, the stop rule
+    ladder: tuple[float, ...] = ()
+    warm_steps: int = 0
+    patience: int = 0
+    min_gain: float = 0.0
+    protocol: str = ""  # "authors-v1": the authors' protocol (PAPER.md addendum)
+
+    #: fields left out of the key while at their default, so that older caches stay valid
+    _OPTIONAL: ClassVar[dict[str, Any]] = {
+        "precision": "fp32",
+        "ladder": [],
+        "warm_steps": 0,
+        "patience": 0,
+        "min_gain": 0.0,
+        "protocol": "",
+    }
 
     def __post_init__(self) -> None:
         _check_precision(self.precision)
+        object.__setattr__(self, "ladder", tuple(float(e) for e in self.ladder))
+        if int(self.warm_steps) != self.warm_steps or self.warm_steps < 0:
+            raise ValueError(f"warm_steps must be an integer >= 0, got {self.warm_steps!r}")
+        if int(self.patience) != self.patience or self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
+        if not (math.isfinite(self.min_gain) and self.min_gain >= 0):
+            raise ValueError(f"min_gain must be finite and >= 0, got {self.min_gain!r}")
+        if list(self.ladder) != sorted(set(self.ladder)) or any(e < 0 for e in self.ladder):
+            raise ValueError(f"ladder must be increasing eps >= 0, got {self.ladder!r}")
 
     @classmethod
     def from_profile(cls, profile: Any, **overrides: Any) -> AttackSettings:
@@ -788,14 +814,24 @@ class AttackSettings:
             "lr_rel": profile.attack.lr_rel,
             "seed": profile.seed,
             "precision": profile.attack.precision,
+            "patience": getattr(profile.attack, "patience", 0),
+            "min_gain": getattr(profile.attack, "min_gain", 0.0),
+            "protocol": getattr(profile.attack, "protocol", ""),
+            "lr": getattr(profile.attack, "lr", None),
+            "init_scale": getattr(profile.attack, "init_scale", 1e-3),
         }
+        if getattr(profile.attack, "continuation", False):
+            base["ladder"] = tuple(e for e in profile.attack.eps_grid if e > 0)
+            base["warm_steps"] = profile.attack.warm_steps
         base.update(overrides)
         return cls(**base)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["precision"] == "fp32":  # as before the field existed: older caches stay valid
-            del d["precision"]
+        d["ladder"] = list(d["ladder"])
+        for k, default in self._OPTIONAL.items():
+            if d[k] == default:  # as before the field existed: older caches stay valid
+                del d[k]
         return d
 
     def digest(self) -> str:

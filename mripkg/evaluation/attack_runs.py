@@ -133,7 +133,8 @@ def diffusion_settings(
     label = diffusion_objective_label(
         a.diffusion_steps, profile.seed, a.diffusion_eot_samples, config_sampler_tag(profile.ddpm)
     )
-    return attack_settings(profile, meta, objective=label, **overrides)
+    plain = {"ladder": (), "warm_steps": 0, "patience": 0, "min_gain": 0.0}  # no continuation
+    return attack_settings(profile, meta, objective=label, **{**plain, **overrides})
 
 
 def diffusion_objective(

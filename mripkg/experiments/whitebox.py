@@ -23,6 +23,7 @@ from ..attacks.kspace import (
     AttackSettings,
     EpsLike,
 )
+from ..attacks.protocols import planned_steps
 from ..attacks.shards import Shard
 from ..data import MRIDataset
 from ..evaluation.attack_runs import (
@@ -219,6 +220,80 @@ def step_size_check(
 
 
 __all__ = [
+    "attack_check_note",
+    "attack_check_record",
+    "ConvergenceCheck",
+    "StepSizeCheck",
+    "convergence",
+    "convergence_check",
+    "short_vs_full_sampler",
+    "step_size_check",
+    "step_size_scores",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# notebook 03, step by step: each method is one analysis cell
+
+
+def attack_check_record(
+    conv: ConvergenceCheck,
+    lr: StepSizeCheck,
+    *,
+    eps: float,
+    lr_eps: Sequence[float],
+    lr_slices: Sequence[int],
+) -> dict[str, Any]:
+    """The numbers of notebook 03's convergence run and step-size check as a JSON dict
+    (``metrics_attack_checks.json``; read back by :func:`attack_check_note` when a later run
+    skips the checks)."""
+    return {
+        "convergence": {
+            "test_slices": list(conv.slice_ids),
+            "eps": float(eps),
+            "steps": int(conv.steps),
+            "long_steps": int(conv.long_steps),
+            "gain_per_slice": [float(g) for g in conv.gain],
+            "gain_mean": float(conv.gain.mean()),
+            "psnr_short_mean": float(conv.psnr_short.mean()),
+            "psnr_long_mean": float(conv.psnr_long.mean()),
+        },
+        "step_size": {
+            "val_slices": [int(i) for i in lr_slices],
+            "eps": [float(e) for e in lr_eps],
+            "scores": {f"{k:g}": float(v) for k, v in lr.scores.items()},
+            "best": float(lr.best),
+            "profile_lr": float(lr.profile_lr),
+            "profile_score": float(lr.profile_score),
+            "within_1pct": bool(lr.ok),
+        },
+    }
+
+
+def attack_check_note(record: Mapping[str, Any] | None, lr_rel: float) -> str:
+    """One Markdown bullet summarising an :func:`attack_check_record` (or saying there is
+    none)."""
+    if not record:
+        return "* Attack convergence and step size: not checked in this run and no record kept."
+    c, s = record["convergence"], record["step_size"]
+    grid = [float(k) for k in s["scores"]]
+    best = s["best"]
+    ok = s["within_1pct"]
+    return (
+        f"* Convergence (ResUNet++, eps {c['eps']:g}, {len(c['test_slices'])} test slices): "
+        f"a cold {c['long_steps']}-step run reaches {100 * c['gain_mean']:.1f} % more damage "
+        f"than its own first {c['steps']} steps (PSNR under this run's attack "
+        f"{c['psnr_short_mean']:.2f} dB, under the long run's {c['psnr_long_mean']:.2f} dB); "
+        f"step-size check on validation: best lr_rel of {grid} is {best:g} (score "
+        f"{s['scores'][f'{best:g}']:.4f}); the profile's {lr_rel:g} scores "
+        f"{s['profile_score']:.4f}"
+        f"{' (within 1 %: kept)' if ok else ' (more than 1 % worse: the default should change)'}."
+    )
+
+
+__all__ = [
+    "attack_check_note",
+    "attack_check_record",
     "ConvergenceCheck",
     "StepSizeCheck",
     "convergence",
@@ -246,6 +321,11 @@ def settings_rows(prof: Profile) -> list[dict[str, Any]]:
                 "eps grid": ", ".join(f"{e:g}" for e in a.eps_grid),
                 "Adam steps": a.steps,
                 "lr_rel": a.lr_rel,
+                "continuation": (
+                    f"warm {a.warm_steps} steps, stop after {a.patience} steps < {a.min_gain:g}"
+                    if a.continuation
+                    else "no"
+                ),
                 "diffusion white-box": (
                     f"{'default on' if a.diffusion_whitebox else 'opt-in'}: "
                     f"{a.diffusion_whitebox_slices} slices, eps "
@@ -275,6 +355,7 @@ class WhiteBox:
     batch_size: int = 8
     run_diffusion: bool = False
     sources: list[str] = field(default_factory=lambda: list(NAMES[:3]))
+    suffix: str = ""  # of the output files: "_authors" for the authors' protocol
 
     def load_models(self) -> list[dict[str, Any]]:
         """The reconstructors from their weights and each source's attack settings; rows of
@@ -310,7 +391,7 @@ class WhiteBox:
         for m in self.sources:
             todo = missing_pairs(m, data, eps_grid, settings[m], profile=prof.name)
             per = time_attack_step(models[m], data, batch_size) if todo else 0.0
-            estimate[m] = todo * prof.attack.steps * per
+            estimate[m] = todo * planned_steps(settings[m], eps_grid) * per
             print(
                 f"  {LABELS[m]:16s} {todo:4d} (slice, eps) pairs to attack, ~{per * 1e3:.0f} ms "
                 f"per pair and step -> about {estimate[m] / 60:.1f} min"
@@ -555,7 +636,9 @@ class WhiteBox:
         conv_ids = [data.slice_ids[i] for i in spread_ids(len(data), n_slices)]
         conv = data.take(conv_ids)
         long_steps = factor * prof.attack.steps
-        s_long = attack_settings(prof, metas["resunetpp"], steps=long_steps)
+        s_long = attack_settings(  # the long reference is a cold run
+            prof, metas["resunetpp"], steps=long_steps, ladder=(), warm_steps=0, patience=0
+        )
         val = slice_set(self.ds["val"], mask, lr_slices)
         s_lr = {
             (m, lr): attack_settings(prof, metas[m], lr_rel=lr)
@@ -615,14 +698,31 @@ class WhiteBox:
             len(val),
         )
         self.conv_check, self.lr_check = conv_check, lr_check
+        self.check_record = attack_check_record(
+            conv_check, lr_check, eps=eps, lr_eps=lr_eps, lr_slices=val.slice_ids
+        )
+        write_json(
+            run_dir(prof.name) / f"metrics_attack_checks{self.suffix}.json", self.check_record
+        )
         return conv_check, lr_check
+
+    def kept_checks(self) -> dict[str, Any] | None:
+        """Without the checks (opt-in at quick): the record of the last run that did them,
+        ``results/<profile>/metrics_attack_checks.json`` (committed), or ``None``."""
+        kept = REPO_ROOT / "results" / self.prof.name / f"metrics_attack_checks{self.suffix}.json"
+        self.check_record = read_json(kept) if kept.is_file() else None
+        print(
+            "attack checks not run (attack_checks = False); "
+            + (f"their record: {kept.relative_to(REPO_ROOT)}" if self.check_record else "no record")
+        )
+        return self.check_record
 
     def save(self) -> tuple[Path, Path]:
         """``metrics_white_box.json`` (the summaries) and its per-slice CSV, in runs/."""
         out_dir = run_dir(self.prof.name)
-        self.json_path = write_json(out_dir / "metrics_white_box.json", self.summary)
+        self.json_path = write_json(out_dir / f"metrics_white_box{self.suffix}.json", self.summary)
         rows = [r for ev in self.evals.values() for r in per_slice_rows(ev)]
-        self.csv_path = write_csv(out_dir / "metrics_white_box_per_slice.csv", rows)
+        self.csv_path = write_csv(out_dir / f"metrics_white_box{self.suffix}_per_slice.csv", rows)
         print(
             "wrote",
             self.json_path.relative_to(REPO_ROOT),

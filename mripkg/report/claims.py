@@ -1039,6 +1039,12 @@ def whitebox_note(wb: WhiteBox) -> str:
         proxy_rows=wb.proxy_rows,
         short_steps=prof.attack.diffusion_steps,
     )
+    if getattr(wb, "conv_check", None) is None:  # checks not run: the kept record
+        from ..experiments.whitebox import attack_check_note
+
+        return (
+            report + "\n" + attack_check_note(getattr(wb, "check_record", None), prof.attack.lr_rel)
+        )
     conv, lr = wb.conv_check, wb.lr_check
     gain, psnr_short, psnr_long = conv.gain, conv.psnr_short, conv.psnr_long
     convergence_note = (

@@ -1067,7 +1067,7 @@ def fig3_white_box(wb: WhiteBox) -> list[Path]:
     fig = plot_white_box(
         {m: wb.evals[m] for m in src}, {m: wb.attacks[m] for m in src}, wb.summary, wb.pos
     )
-    fig_paths = _saved(fig, "fig3_white_box", wb.prof)
+    fig_paths = _saved(fig, f"fig3_white_box{wb.suffix}", wb.prof)
     print("saved:", ", ".join(str(p.relative_to(_paths.REPO_ROOT)) for p in fig_paths))
     show(fig_paths)
     if wb.run_diffusion:
@@ -1078,7 +1078,7 @@ def fig3_white_box(wb: WhiteBox) -> list[Path]:
             wb.summary,
             dpos,
         )
-        d_paths = _saved(fig, "fig3_white_box_diffusion", wb.prof)
+        d_paths = _saved(fig, f"fig3_white_box_diffusion{wb.suffix}", wb.prof)
         fig_paths += d_paths
         print("saved:", ", ".join(str(p.relative_to(_paths.REPO_ROOT)) for p in d_paths))
         show(d_paths)
@@ -1099,7 +1099,7 @@ def fig3_attack_convergence(wb: WhiteBox) -> list[Path]:
         slice_labels=[f"test slice {i}" for i in conv.slice_ids],
         lr_ylabel="best damage so far / best of any step size",
     )
-    paths = _saved(fig, "fig3_attack_convergence", wb.prof)
+    paths = _saved(fig, f"fig3_attack_convergence{wb.suffix}", wb.prof)
     show(paths)
     return paths
 

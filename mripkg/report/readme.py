@@ -542,6 +542,105 @@ def moved_table(results: Path) -> str:
     )
 
 
+@section("authors_protocol")
+def authors_protocol_table(results: Path) -> str:
+    """The authors' attack protocol next to the default, white-box, on the same test slices
+    (``metrics_authors_protocol.json``, :mod:`mripkg.experiments.authors_protocol`)."""
+    d = read_result(results, "metrics_authors_protocol.json")
+
+    def name(proto: str, st: dict[str, Any]) -> str:
+        if proto == "authors":
+            return "authors' (PAPER.md addendum)"
+        return (
+            f"ours: cold {st.get('steps')} steps, lr_rel {st.get('lr_rel', 1.0):g}, "
+            f"{st.get('precision', 'fp32')}"
+        )
+
+    rows = []
+    for m, per in d["models"].items():
+        for e in d["eps"]:
+            k = next(k for k in per["authors"]["eps"] if math.isclose(float(k), e))
+            for proto in ("default", "authors"):
+                v = per[proto]["eps"][k]
+                rows.append(
+                    [
+                        LABELS.get(m, m),
+                        k,
+                        name(proto, per[proto].get("settings", {})),
+                        _f(v["psnr_clean"]),
+                        _f(v["psnr"]),
+                        f"{_f(v['psnr_drop'])} ({_f(v['psnr_drop_random'])})",
+                        f"{v['added_mse'] * 1e4:.2f} ({v['added_mse_random'] * 1e4:.2f})",
+                        _f(v["amplification_over_control"], 1),
+                        f"{v['steps_used_mean']:.0f}",
+                        _minutes(per[proto].get("attack_cpu_s")),
+                    ]
+                )
+    header = [
+        "model",
+        "eps",
+        "protocol",
+        "PSNR clean",
+        "PSNR attacked",
+        "dB drop (random)",
+        "added MSE x1e4 (random)",
+        "amplification over control",
+        "Adam steps per pair",
+        "attack CPU-min (all pairs)",
+    ]
+    note = (
+        f"Test slices {d['test_slices']} ({d['slices_note']}). Added MSE: MSE(perturbed) - "
+        "MSE(clean) against the ground truth, images in [0, 1]; amplification: ||f(y + M delta) "
+        "- f(y)|| of the attack over that of the equal-norm random control; random control in "
+        "brackets."
+    )
+    return _table(header, rows) + "\n\n" + note
+
+
+def _minutes(seconds: float | None) -> str:
+    """CPU seconds as minutes with one decimal; "-" when not recorded (None or NaN)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    return f"{seconds / 60:.1f}"
+
+
+@section("attack_speed")
+def attack_speed_table(results: Path) -> str:
+    """Attack variants on validation slices (``bench_attack.json``,
+    :mod:`mripkg.app.attack_bench`)."""
+    d = read_result(results, "bench_attack.json")
+    rows = []
+    for r in d["rows"]:
+        if r["variant"] == "long reference":
+            continue
+        long = [v for per in r.get("damage_vs_long_reference", {}).values() for v in per.values()]
+        rows.append(
+            [
+                r["variant"],
+                f"{r['settings'].get('lr_rel', 1.0):g}",
+                f"{r['ms_per_pair_step']:.0f}",
+                f"{r['mean_steps_used']:.0f}",
+                f"{r.get('min_damage_vs_reference', 1.0):.3f}",
+                f"{min(long):.3f}" if long else "-",
+                f"{r['notebook03_attack_cpu_s_est'] / 60:.1f}",
+            ]
+        )
+    header = [
+        "variant",
+        "lr_rel",
+        "ms per (pair, step)",
+        "mean steps per pair",
+        "damage vs cold 100 steps (worst model, eps)",
+        f"damage vs cold {(d.get('long_reference') or {}).get('steps', '-')} steps",
+        "notebook 03 attack CPU-min (est.)",
+    ]
+    note = (
+        f"Validation slices {d['val_slices']}, eps {d['eps']}, {d['threads']} thread(s); damage "
+        "summed over slices per (model, eps), float32; rule: >= 0.99 at every (model, eps)."
+    )
+    return _table(header, rows) + "\n\n" + note
+
+
 def render(text: str, results: Path) -> str:
     """``text`` with every marked block regenerated from ``results``.  ``ValueError`` for a
     marker without its closing marker or with a name not in :data:`SECTIONS`."""
