@@ -51,8 +51,9 @@ from ..evaluation.targets import ReconCache, Target
 from ..io import all_finite, read_json, write_json
 from ..models import LABELS
 from ..models.ddpm import DiffusionReconstructor
-from ..paths import REPO_ROOT, run_dir
+from ..paths import REPO_ROOT, results_dir, run_dir
 from ..profiles import Profile
+from . import adaptive as adaptive_attacks
 
 
 class MeanTarget:
@@ -108,6 +109,33 @@ def tv_diffusion_target(base: Target, tv_weight: float, tv_iters: int = 10) -> T
     )
 
 
+def defence_targets(
+    diff: DiffusionReconstructor,
+    mask: Tensor,
+    profile: str,
+    tv_weight: float,
+    tv_iters: int,
+    mean_samples: int,
+    batch_size: int = 8,
+    weights_id: str = "",
+) -> dict[str, Any]:
+    """Notebook 07's evaluation targets (full samplers, reconstructions cached in
+    ``runs/<profile>/recons``): ``diffusion``, ``tv_diffusion``, ``diffusion_mean``."""
+    base = Target(
+        "diffusion",
+        diff,
+        mask,
+        batch_size=batch_size,
+        weights_id=weights_id,
+        cache=ReconCache(run_dir(profile) / "recons"),
+    )
+    return {
+        "diffusion": base,
+        "tv_diffusion": tv_diffusion_target(base, tv_weight, tv_iters),
+        "diffusion_mean": MeanTarget("diffusion_mean", base, mean_samples),
+    }
+
+
 def subset_slices(data: SliceSet, n: int) -> SliceSet:
     """``n`` of ``data``'s slices, spread evenly (the first and last included)."""
     return data.take([data.slice_ids[i] for i in spread_ids(len(data), n)])
@@ -155,6 +183,49 @@ def drop_table(
     return out
 
 
+#: The diffusion rows of notebook 07's table: the undefended model and the two candidates.
+DIFFUSION_ROWS = ("diffusion", "tv_diffusion", "diffusion_mean")
+#: Status of a diffusion row without an adaptive result.
+TRANSFER_ONLY = "transfer only"
+
+
+def fmt_interval(iv: Mapping[str, Any] | None) -> str:
+    """``"mean [low, high]"`` (dB, two decimals) of ``{mean, low, high}``; the mean alone when
+    the interval is undefined (one slice), "-" for ``None``."""
+    if iv is None or iv.get("mean") is None:
+        return "-"
+    if iv.get("low") is None or iv.get("high") is None:
+        return f"{iv['mean']:.2f}"
+    return f"{iv['mean']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]"
+
+
+def add_adaptive(
+    table: dict[str, dict[str, Any]], adaptive: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Put the adaptive results (:func:`~mripkg.experiments.adaptive.experiment`; ``None`` when
+    there are none for this run's settings) into :func:`drop_table`'s diffusion rows:
+    ``adaptive`` ``{eps: {mean, low, high}}`` (PSNR drop, dB, 95 % interval over slices),
+    ``adaptive_slices``, ``status`` (``"adaptive"`` or :data:`TRANSFER_ONLY`) and, for the
+    two candidates, ``verdict`` ``{eps: text}`` of :data:`mripkg.experiments.adaptive.DEFENCE_RULE`.
+    Returns ``table`` (changed in place)."""
+    for name in DIFFUSION_ROWS:
+        row = table.get(name)
+        if row is None:
+            continue
+        res = (adaptive or {}).get(name)
+        if not res:
+            row["status"] = TRANSFER_ONLY
+            continue
+        row["status"] = "adaptive"
+        row["adaptive"] = {k: v["psnr_drop"] for k, v in res["eps"].items()}
+        row["adaptive_control"] = {k: v["control_drop"]["mean"] for k, v in res["eps"].items()}
+        row["adaptive_slices"] = len(res["slice_ids"])
+        verdicts = (adaptive or {}).get("verdicts", {}).get(name)
+        if verdicts:
+            row["verdict"] = {k: v["verdict"] for k, v in verdicts.items()}
+    return table
+
+
 def table_rows(
     table: Mapping[str, Mapping[str, Any]],
     labels: Mapping[str, str],
@@ -162,10 +233,22 @@ def table_rows(
     eps: Sequence[float],
 ) -> list[dict[str, str]]:
     """Markdown-ready rows of :func:`drop_table`: clean PSNR, then for each eps the white-box
-    drop, the drop transferred from each source and the control's drop ("-" where absent)."""
+    drop, the drop transferred from each source, the control's drop ("-" where absent) and,
+    when any row has one (:func:`add_adaptive`), the adaptive white-box drop with its 95 %
+    interval (diffusion rows without one: "transfer only")."""
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
+
+    with_adaptive = any("status" in r for r in table.values())
+
+    def adaptive_cell(r: Mapping[str, Any], k: str) -> str:
+        if r.get("status") == TRANSFER_ONLY:
+            return TRANSFER_ONLY
+        a = r.get("adaptive", {}).get(k)
+        if a is None:  # a diffusion row attacked adaptively at other eps only
+            return TRANSFER_ONLY if "status" in r else "-"
+        return fmt_interval(a)
 
     rows = []
     for t, r in table.items():
@@ -180,6 +263,8 @@ def table_rows(
             for s in sources:  # every column in every row ("-" on the diagonal)
                 row[f"from {labels.get(s, s)} {e:g}"] = fmt(r["transfer"].get(s, {}).get(k))
             row[f"control {e:g}"] = fmt(r["control"].get(k))
+            if with_adaptive:
+                row[f"adaptive {e:g}"] = adaptive_cell(r, k)
         rows.append(row)
     return rows
 
@@ -221,19 +306,58 @@ def summary_markdown(
             f"* {labels[s]} -> TV at ε {eps:g}: {table['tv']['transfer'][s][k]:.2f} dB, "
             f"{_excess_text(evals[(s, 'tv')], eps)}."
         )
-    for m in ("diffusion", "tv_diffusion", "diffusion_mean"):
+    for m in DIFFUSION_ROWS:
         r = table[m]
         drops = ", ".join(f"from {labels[s]} {r['transfer'][s][k]:.2f}" for s in sources)
         lines.append(
-            f"* {labels[m]}: clean {r['clean_psnr']:.2f} dB; drops at ε {eps:g}: {drops} "
-            f"(control {r['control'][k]:.2f})."
+            f"* {labels[m]}: clean {r['clean_psnr']:.2f} dB; transferred drops at ε {eps:g}: "
+            f"{drops} (control {r['control'][k]:.2f})."
         )
+    lines += ["", *defence_status(table, labels)]
     return "\n".join(lines)
 
 
+def defence_status(table: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str]) -> list[str]:
+    """One Markdown bullet per diffusion row of :func:`add_adaptive`'s table: its adaptive
+    drops (with intervals) or "transfer only", and for the candidates the verdict of
+    :data:`mripkg.experiments.adaptive.DEFENCE_RULE` (the only place a row is called a defence)."""
+    lines = []
+    for m in DIFFUSION_ROWS:
+        r = table.get(m)
+        if r is None:
+            continue
+        name = labels.get(m, m)
+        if r.get("status") != "adaptive":
+            tail = "; not called a defence." if m != "diffusion" else "."
+            what = "candidate defence" if m != "diffusion" else "undefended"
+            lines.append(
+                f"* {name} ({what}): **transfer only**, no adaptive attack result for this "
+                f"run's sampler and settings{tail}"
+            )
+            continue
+        parts = []
+        for k, a in r["adaptive"].items():
+            text = f"ε {k}: {fmt_interval(a)} dB"
+            if m != "diffusion" and k in r.get("verdict", {}):
+                text += f" → {r['verdict'][k]}"
+            parts.append(text)
+        head = "undefended, adaptive drop" if m == "diffusion" else "candidate, adaptive drop"
+        lines.append(
+            f"* {name} ({head} over {r['adaptive_slices']} slices): " + "; ".join(parts) + "."
+        )
+    return lines
+
+
 __all__ = [
+    "DIFFUSION_ROWS",
+    "TRANSFER_ONLY",
     "MeanTarget",
+    "OpenQuestions",
+    "add_adaptive",
+    "defence_status",
+    "defence_targets",
     "drop_table",
+    "fmt_interval",
     "subset_slices",
     "table_rows",
     "tv_diffusion_target",
@@ -267,6 +391,7 @@ class OpenQuestions:
     mean_samples: int = 3
     tv_diffusion_weight: float = 0.05
     tv_diffusion_iters: int = 10
+    adaptive: bool = False
 
     def load_models(self) -> tuple[str, list[dict[str, Any]]]:
         """The reconstructors and TV with its weight chosen on validation slices; caption and
@@ -355,7 +480,7 @@ class OpenQuestions:
             weights_id=model_id(self.metas["diffusion"]),
             cache=ReconCache(run_dir(prof.name) / "recons"),
         )
-        d_targets = {
+        self.d_targets = d_targets = {
             "diffusion": diff,
             "tv_diffusion": tv_diffusion_target(
                 diff, self.tv_diffusion_weight, self.tv_diffusion_iters
@@ -384,9 +509,38 @@ class OpenQuestions:
                 )
         print(f"done in {time.perf_counter() - t0:.0f} s")
 
+    def adaptive_attacks(self) -> str:
+        """The adaptive attacks on the diffusion model and both candidates
+        (:func:`mripkg.experiments.adaptive.experiment`) on the defence slices at the table
+        eps: run when ``adaptive`` (cached per (model, slice, eps) in
+        ``runs/<profile>/adaptive``), else the committed
+        ``results/<profile>/metrics_adaptive.json`` when it matches this run; one line saying
+        which (``None``: the diffusion rows are "transfer only")."""
+        prof, metas = self.prof, self.metas
+        self.adaptive_res = adaptive_attacks.experiment(
+            self.models["diffusion"],
+            attack_settings(prof, metas["diffusion"]),
+            self.ddata,
+            self.table_eps,
+            targets=self.d_targets,
+            profile=prof.name,
+            tv_weight=self.tv_diffusion_weight,
+            tv_iters=self.tv_diffusion_iters,
+            mean_samples=self.mean_samples,
+            controls_seed=prof.seed,
+            run=self.adaptive,
+            committed=results_dir(prof.name) / "metrics_adaptive.json",
+            out=run_dir(prof.name) / "metrics_adaptive.json",
+        )
+        if self.adaptive_res is None:
+            return "adaptive: no result for this run's settings (diffusion rows: transfer only)"
+        return f"adaptive: from {self.adaptive_res['source']}"
+
     def drop_table(self) -> dict[str, Any]:
-        """The drop table of every target (:func:`drop_table`) at the table eps."""
-        self.table = drop_table(self.evals, ALL_TARGETS, SOURCES, self.table_eps)
+        """The drop table of every target (:func:`drop_table`) at the table eps, with the
+        adaptive columns (:func:`add_adaptive`)."""
+        table = drop_table(self.evals, ALL_TARGETS, SOURCES, self.table_eps)
+        self.table = add_adaptive(table, getattr(self, "adaptive_res", None))
         return self.table
 
     def figure_images(self) -> list[tuple[str, Tensor]]:
@@ -462,4 +616,12 @@ class OpenQuestions:
                 assert torch.allclose(ev.adv[ev.index(0.0)], ev.clean), key
         assert (self.evals[("tv", "tv")].clean >= 0).all()
         assert math.isfinite(self.tv.lam) and self.tv.lam in self.tv_search["lams"]
+        for m in DIFFUSION_ROWS:  # every diffusion row says whether it was attacked adaptively
+            assert saved["table"][m]["status"] in ("adaptive", TRANSFER_ONLY), m
+        res = getattr(self, "adaptive_res", None)
+        if self.adaptive:  # computed here: every perturbation within the Eq. 5 budget
+            assert res is not None and res["source"] == "this run"
+            for d in adaptive_attacks.DEFENCES:
+                for k, row in res[d]["eps"].items():
+                    assert row["rel_norm_max"] <= float(k) * (1 + 1e-6), (d, k)
         print("all checks passed")

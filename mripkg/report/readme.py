@@ -319,15 +319,98 @@ def out_of_domain_table(results: Path) -> str:
 @section("open_questions")
 def open_questions_table(results: Path) -> str:
     """Notebook 07: clean PSNR, white-box, transferred and control drops per model."""
-    from ..experiments.open_questions import table_rows
+    from ..experiments.open_questions import add_adaptive, defence_status, table_rows
     from .tables import format_table
 
     m = read_result(results, "metrics_open_questions.json")
     table = m["table"]
+    if not any("status" in r for r in table.values()):  # written before adaptive attacks
+        table = add_adaptive(table, None)
     sources = [s for s in ("resunetpp", "irim", "tv") if s in table]
     eps = sorted({float(e) for t in table.values() for e in t.get("control", {})})
-    return "PSNR drop in dB (positive: damage)\n\n" + format_table(
-        table_rows(table, LABELS, sources, eps)
+    return (
+        "PSNR drop in dB (positive: damage); adaptive: white-box through the model's own "
+        "sampler, mean [95 % interval] over its slices\n\n"
+        + format_table(table_rows(table, LABELS, sources, eps))
+        + "\n\n"
+        + "\n".join(defence_status(table, LABELS))
+    )
+
+
+@section("adaptive")
+def adaptive_table(results: Path) -> str:
+    """Notebook 07's adaptive attacks (``metrics_adaptive.json``): per model and eps the
+    adaptive drop, the control, the excess over it, convergence, the comparison with the
+    undefended model and the verdict of the fixed rule; then settings and cost."""
+    from ..experiments.open_questions import fmt_interval
+    from .tables import format_table
+
+    m = read_result(results, "metrics_adaptive.json")
+    key = m["key"]
+    rows = []
+    for d in ("diffusion", "tv_diffusion", "diffusion_mean"):
+        if d not in m:
+            continue
+        for k, r in m[d]["eps"].items():
+            iv, ex, conv = r["psnr_drop"], r["excess_over_control"], r["convergence"]
+            vs = m.get("verdicts", {}).get(d, {}).get(k)
+            rows.append(
+                {
+                    "model": LABELS.get(d, d),
+                    "eps": k,
+                    "slices": str(len(m[d]["slice_ids"])),
+                    "clean PSNR": f"{r['clean_psnr']:.2f}",
+                    "adaptive drop": fmt_interval(iv),
+                    "control": f"{r['control_drop']['mean']:.2f}",
+                    "excess": fmt_interval({**ex, "mean": ex["excess"]}),
+                    "drop by Adam step": " / ".join(
+                        f"{s}: {v:.2f}"
+                        for s, v in zip(conv["steps"], conv["full_sampler_drop"], strict=True)
+                        if v is not None
+                    ),
+                    "surrogate damage / final, by step": " / ".join(
+                        f"{s}: {v:.2f}" for s, v in r["surrogate_curve"].items()
+                    ),
+                    "minus undefended": (
+                        "-" if vs is None else fmt_interval(vs["drop_minus_undefended"])
+                    ),
+                    "verdict": "-" if vs is None else vs["verdict"],
+                }
+            )
+    cfg = key["config"]
+    cost = {d: m[d]["cost"] for d in ("diffusion", "tv_diffusion", "diffusion_mean") if d in m}
+    total = sum(c["cpu_s_total"] for c in cost.values())
+    per = ", ".join(f"{LABELS.get(d, d)} {c['cpu_s_per_pair_step']:.0f}" for d, c in cost.items())
+    tuning = ""
+    val_path = Path(results) / "metrics_adaptive_validation.json"
+    if val_path.is_file():  # the step count's check on validation slices (tools/adaptive_run.py)
+        v = read_result(results, val_path.name)
+        vk = v["key"]
+        parts = []
+        for k, r in v["diffusion"]["eps"].items():
+            c = r["convergence"]
+            steps = " / ".join(
+                f"{s_}: {d:.2f}"
+                for s_, d in zip(c["steps"], c["full_sampler_drop"], strict=True)
+                if d is not None
+            )
+            parts.append(
+                f"eps {k}: full-sampler drop by Adam step {steps} dB (control "
+                f"{r['control_drop']['mean']:.2f})"
+            )
+        tuning = (
+            f"\n\nValidation check of the step count (undefended model, {vk['split']} slices "
+            f"{vk['slice_ids']}, {vk['config']['steps']} Adam steps): " + "; ".join(parts) + "."
+        )
+    return (
+        f"Sampler {key['sampler']['describe']} (evaluation); surrogate: {cfg['surrogate_steps']} "
+        f"steps, {cfg['eot_samples']} noise draws, {cfg['steps']} Adam steps; {key['split']} "
+        f"slices {key['slice_ids']}; TV-diffusion weight {key['tv_diffusion']['tv_weight']:g}, "
+        f"mean of {key['diffusion_mean']['samples']} draws. PSNR drops in dB, mean [95 % t "
+        "interval] over slices.\n\n"
+        + format_table(rows)
+        + f"\n\nAttack cost: {total / 60:.0f} CPU-min in all (1 thread); CPU-s per (pair, "
+        f"Adam step): {per}. Rule: {m['rule']}" + tuning
     )
 
 
