@@ -128,6 +128,9 @@ def test_adaptive_attack_budget_cache_and_determinism(data, diff, defence, tmp_p
         model, defence, data.take([2]), eps, s, CFG, only_cached=True, **kw
     )
     assert other is None
+    # the same split and slice id with another image is another entry
+    moved = selection.SliceSet(one.split, one.slice_ids, one.images * 0.9, one.mask)
+    assert adaptive.run_adaptive(model, defence, moved, eps, s, CFG, only_cached=True, **kw) is None
     with pytest.raises(ValueError, match="settings"):
         adaptive.run_adaptive(model, defence, one, eps, AttackSettings(), CFG, **kw)
 

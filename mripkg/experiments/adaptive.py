@@ -240,8 +240,18 @@ class _Recorder:
         return self.fn(y, m)
 
 
-def _entry_path(root: Path, defence: str, digest: str, slice_id: int, eps: float) -> Path:
-    return root / defence / digest / f"{int(slice_id)}_eps{eps_key(eps)}.safetensors"
+def _entry_path(
+    root: Path, defence: str, digest: str, split: str, slice_id: int, eps: float
+) -> Path:
+    return root / defence / digest / split / f"{int(slice_id)}_eps{eps_key(eps)}.safetensors"
+
+
+def kspace_digest(kspace: Tensor) -> str:
+    """16 hex digits of the sha256 of one slice's k-space (which image a cached entry is
+    for: the same split and slice id of another data folder is another image)."""
+    import hashlib
+
+    return hashlib.sha256(kspace.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _save_entry(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -364,8 +374,13 @@ def run_adaptive(
     entries: dict[tuple[float, int], dict[str, Tensor]] = {}
     for e, b in todo:
         sid = data.slice_ids[b]
-        meta = {**meta_key, "slice_id": sid, "eps": eps_key(e)}
-        hit = _load_entry(_entry_path(root, defence, digest, sid, e), meta)
+        meta = {
+            **meta_key,
+            "slice_id": sid,
+            "eps": eps_key(e),
+            "kspace": kspace_digest(data.kspace[b]),
+        }
+        hit = _load_entry(_entry_path(root, defence, digest, data.split, sid, e), meta)
         if hit is not None:
             entries[(e, b)] = hit
     missing = [p for p in todo if p not in entries]
@@ -384,17 +399,18 @@ def run_adaptive(
                 **meta_key,
                 "slice_id": sid,
                 "eps": eps_key(e),
+                "kspace": kspace_digest(data.kspace[b]),
                 "cpu_s": float(out["cpu_s"]),
                 "wall_s": float(out["wall_s"]),
                 "settings": settings.to_dict(),
             }
-            path = _entry_path(root, defence, digest, sid, e)
+            path = _entry_path(root, defence, digest, data.split, sid, e)
             _save_entry(
                 path,
                 {"delta": torch.view_as_real(out["delta"]), "history": out["history"]},
                 meta,
             )
-            loaded = _load_entry(path, {k: meta[k] for k in meta_key})
+            loaded = _load_entry(path, {k: meta[k] for k in (*meta_key, "kspace")})
             entries[(e, b)] = loaded if loaded is not None else out
     for e in eps_l:
         row_d, row_h, row_c, row_w = [], [], [], []
