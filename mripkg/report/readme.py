@@ -345,6 +345,11 @@ def adaptive_table(results: Path) -> str:
     from ..experiments.open_questions import fmt_interval
     from .tables import format_table
 
+    if not (Path(results) / "metrics_adaptive.json").is_file():  # opt-in: may be absent
+        return (
+            "No adaptive result in this profile's results (notebook 07 with `adaptive=True` "
+            "writes `metrics_adaptive.json`): every diffusion row is transfer only."
+        )
     m = read_result(results, "metrics_adaptive.json")
     key = m["key"]
     rows = []
