@@ -4,8 +4,9 @@
     PYTHONPATH=$PWD python tools/adaptive_run.py --split test \
         --out results/quick/metrics_adaptive.json
 
-Quick profile with the paper's projection sampler (issue 17); 1 torch thread.  ``--part i/n``
-attacks every n-th slice (for two processes); ``--attack-only`` skips the evaluation.
+Quick profile with the profile's sampler (``--sampler paper``: the fp32 projection sampler of
+the committed result); 1 torch thread.  ``--part i/n``: every n-th slice (for two processes);
+``--attack-only`` skips the evaluation.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mripkg.training.train import load_or_train
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="quick")
-    ap.add_argument("--sampler", default="paper")
+    ap.add_argument("--sampler", default="", help='a SAMPLER_PRESETS name; "": the profile\'s')
     ap.add_argument("--split", default="test", choices=["test", "val"])
     ap.add_argument("--slices", type=int, default=4)
     ap.add_argument("--eps", type=float, nargs="+", default=[0.04, 0.08])
