@@ -394,3 +394,11 @@ def test_reproducibility_page_matches_the_committed_results(capsys):
     if not (root / "results/quick/tolerances.json").is_file() or not page.is_file():
         pytest.skip("needs docs/reproducibility.md and results/quick/tolerances.json")
     assert readme.main(["--check", "--readme", str(page)]) == 0, capsys.readouterr().out[-2000:]
+
+
+def test_a_clean_only_condition_counts_for_the_clean_spread_only():
+    ref = _raw("ref", [[20.0, 21.0]], [[30.0, 40.0]], [22.0, 23.0])
+    clean_only = {"condition": "isa_clean", "values": {"clean_psnr": {"irim": [22.0, 23.001]}}}
+    sp = tolerances.spreads(ref, [clean_only])
+    assert sp["clean_psnr"]["max_abs"] == pytest.approx(1e-3, rel=1e-6)
+    assert sp["psnr"]["n"] == 0 and sp["psnr"]["rms"] == 0.0

@@ -63,7 +63,16 @@ CONDITIONS: dict[str, tuple[dict[str, str], int, float]] = {
     "threads2": ({}, 2, 1.0),
     "isa": ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "DNNL_MAX_CPU_ISA": "AVX512_CORE"}, 1, 1.0),
     "start": ({}, 1, 1.0 + START_PERTURBATION),
+    # the clean reconstructions alone under the capped ISA (cheap: no attack)
+    "isa_clean": (
+        {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "DNNL_MAX_CPU_ISA": "AVX512_CORE"},
+        1,
+        1.0,
+    ),
 }
+
+#: conditions that measure the clean quantities only
+CLEAN_ONLY = frozenset({"isa_clean"})
 
 #: quantity -> (kind, how it is compared).  "abs": absolute difference in the quantity's unit;
 #: "log": difference of natural logs (a relative tolerance).
@@ -140,9 +149,13 @@ def measure_condition(
         x = tg(data.y, data.slice_ids)
         put("clean_psnr", m, _metric("psnr", x, gt))
         put("clean_ssim", m, _metric("ssim", x, gt))
+    sources: tuple[str, ...] = ("resunetpp", "irim")
+    if condition in CLEAN_ONLY:
+        values = {q: v for q, v in values.items() if QUANTITIES[q][0] == "clean"}
+        sources = ()
     controls = budget_controls(data.kspace, mask, data.slice_ids, eps_l, seed=prof.seed)
     a = prof.attack
-    for src in ("resunetpp", "irim"):
+    for src in sources:
         settings = attack_settings(prof, metas[src])
         g = torch.Generator().manual_seed(int(prof.seed))
         res = kspace_attack(
@@ -240,6 +253,8 @@ def spreads(ref: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> dict
     for q, (kind, how) in QUANTITIES.items():
         best = {"rms": 0.0, "max_abs": 0.0, "condition": None, "series": None, "n": 0}
         for other in others:
+            if q not in other["values"]:
+                continue  # a clean-only condition
             for series, v in ref["values"].get(q, {}).items():
                 w = other["values"].get(q, {}).get(series)
                 if w is None:
@@ -327,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="default results/<profile>/tolerances.json"
     )
     ap.add_argument("--reuse", action="store_true", help="reuse runs/<profile>/tolerances/*.json")
+    ap.add_argument(
+        "--note", default="", help="a remark stored in the file (e.g. what was left out)"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--raw", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -384,13 +402,14 @@ def main(argv: list[str] | None = None) -> int:
             for c in ["ref", *conds]
         },
         "skipped": skipped,
+        "note": args.note,
         "spread": sp,
         "spread_per_condition": {
             c: {q: v["rms"] for q, v in s.items()} for c, s in per_condition.items()
         },
         "tolerances": tolerances_from(sp),
         "seconds": time.perf_counter() - t0,
-        "machine": ref["machine"],
+        "machine_fingerprint": ref["machine"],  # of the reference condition
     }
     from ..io import atomic_write_json as atomic_json
 

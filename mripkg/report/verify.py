@@ -513,6 +513,7 @@ def tolerances_markdown(doc: Mapping[str, Any]) -> str:
         for c, v in doc["conditions"].items()
     )
     st = doc["settings"]
+    mach = doc.get("machine_fingerprint") or doc.get("machine") or {}
     att = st.get("attack", {})
     lines += [
         "",
@@ -522,10 +523,12 @@ def tolerances_markdown(doc: Mapping[str, Any]) -> str:
         f"({att.get('steps')} Adam steps, lr_rel {att.get('lr_rel')}, {att.get('precision')}), "
         f"transfer to the other supervised model and to the diffusion model "
         f"({st.get('sampler') or '?'}). Conditions: {conds}; CPU "
-        f"{doc['machine'].get('cpu', '?')}, torch {doc['machine'].get('torch', '?')}, "
-        f"oneDNN {doc['machine'].get('onednn', '?')}. Interval bounds get "
+        f"{mach.get('cpu', '?')}, torch {mach.get('torch', '?')}, "
+        f"oneDNN {mach.get('onednn', '?')}. Interval bounds get "
         f"{float(tol['interval_factor']):g} x the tolerance.",
     ]
+    if doc.get("note"):
+        lines += ["", f"Note: {doc['note']}"]
     return "\n".join(lines)
 
 
