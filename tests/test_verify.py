@@ -402,3 +402,13 @@ def test_a_clean_only_condition_counts_for_the_clean_spread_only():
     sp = tolerances.spreads(ref, [clean_only])
     assert sp["clean_psnr"]["max_abs"] == pytest.approx(1e-3, rel=1e-6)
     assert sp["psnr"]["n"] == 0 and sp["psnr"]["rms"] == 0.0
+
+
+def test_the_diffusion_models_clean_numbers_have_their_own_tolerance():
+    tol = {**TOL, "clean_diffusion": 0.05}
+    run = _results()
+    run["metrics_clean.json"]["diffusion"]["psnr_mean"] += 0.03
+    assert verify.compare(_results(), run, tol).ok
+    run["metrics_clean.json"]["resunetpp"]["psnr_mean"] += 0.03
+    rep = verify.compare(_results(), run, tol)
+    assert [r["key"] for r in rep.outside] == ["resunetpp/psnr_mean"] and rep.clean_differs

@@ -291,15 +291,32 @@ def _unit_rule(kind: str, key: str, tol: Mapping[str, Any]) -> Rule | None:
     return None
 
 
-def rule_for(file: str, key: str, tol: Mapping[str, Any], card: Mapping[str, Any]) -> Rule:
+def _csv_model(obj: Any, key: str) -> str:
+    m = re.match(r"rows/(\d+)/", key)
+    if not m or not isinstance(obj, Mapping):
+        return ""
+    rows = obj.get("rows", [])
+    i = int(m.group(1))
+    return str(rows[i].get("model", "")) if i < len(rows) else ""
+
+
+def rule_for(
+    file: str, key: str, tol: Mapping[str, Any], card: Mapping[str, Any], obj: Any = None
+) -> Rule:
     """The comparison rule of number ``key`` of result file ``file`` (``card``: the reference's
-    claims.json, to look up what a claim's statistic is)."""
+    claims.json, to look up what a claim's statistic is; ``obj``: the reference's parsed file,
+    to look up a per-slice row's model).  Clean numbers of the diffusion model get
+    ``clean_diffusion`` (its sampler's U-Net may run in bfloat16), the others ``clean``."""
     leaf = _leaf(key)
     top = key.split("/", 1)[0]
     if top == MACHINE_KEY or leaf in SKIP_LEAVES:
         return Rule("skip", "skip")
     if file in CLEAN_FILES or file == CLEAN_CSV:
-        return Rule("clean", "abs", float(tol["clean"]))
+        diffusion = "diffusion" in key or (
+            file == CLEAN_CSV and _csv_model(obj, key) == "diffusion"
+        )
+        t = tol.get("clean_diffusion", tol["clean"]) if diffusion else tol["clean"]
+        return Rule("clean", "abs", float(t))
     parts = set(key.split("/"))
     if leaf in EXACT_LEAVES or leaf in ("lam", "tv_weight") or parts & {"slices", "lams", "seeds"}:
         return Rule("setting", "exact")
@@ -403,7 +420,7 @@ def compare(
     card = reference.get("claims.json", {})
     for r in moved_numbers(ref, new, text=True):
         file, key, a, b = r["file"], r["key"], r["before"], r["after"]
-        rule = rule_for(file, key, tolerances, card)
+        rule = rule_for(file, key, tolerances, card, ref.get(file))
         if rule.how == "skip":
             continue
         if file == "claims.json" and key.endswith(("/verdict", "/rule_verdict")):
@@ -462,7 +479,13 @@ def _why_text(a: Any, b: Any) -> str:
 TOLERANCE_ROWS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     (
         "clean",
-        "clean metrics, data, masks (metrics_clean / zero_filled / out_of_domain)",
+        "clean metrics of zero-filled, ResUNet++, i-RIM; data, masks",
+        "largest difference",
+        ("clean_psnr", "clean_ssim"),
+    ),
+    (
+        "clean_diffusion",
+        "clean metrics of the diffusion model (bfloat16 U-Net in its sampler)",
         "largest difference",
         ("clean_psnr", "clean_ssim"),
     ),
@@ -504,7 +527,8 @@ def tolerances_markdown(doc: Mapping[str, Any]) -> str:
         return f"{q}: {s['condition'] or '-'}, {s['series'] or '-'}"
 
     for name, what, unit, qs in TOLERANCE_ROWS:
-        lines.append(f"| {what} | {float(tol[name]):.3g} | {unit} | {where(qs)} |")
+        if name in tol:
+            lines.append(f"| {what} | {float(tol[name]):.3g} | {unit} | {where(qs)} |")
     for stat, v in tol["artifact"].items():
         unit = "relative" if stat == "rms" else "absolute"
         lines.append(f"| artifact {stat} | {float(v):.3g} | {unit} | {where([stat])} |")
