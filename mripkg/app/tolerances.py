@@ -298,7 +298,9 @@ def tolerances_from(
     single difference seen."""
     s = spread
 
-    def rms(*qs: str) -> float:
+    def rms(*qs: str) -> float | None:  # None: no condition measured these quantities
+        if not any(int(s[q].get("n", 0)) for q in qs):
+            return None
         return max(float(s[q]["rms"]) for q in qs)
 
     worst_clean = max(float(s[q]["max_abs"]) for q in ("clean_psnr", "clean_ssim"))
@@ -311,7 +313,7 @@ def tolerances_from(
         "claim_excess_db": rms("psnr", "excess_drop"),
         "claim_log_ratio": rms("grey_matter_log_ratio"),
         "artifact": {
-            k: float(s[k]["rms"])
+            k: rms(k)
             for k in (
                 "rms",
                 "skewness",
@@ -432,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "clean_max": clean_max(ref, [raws[c] for c in conds]),
         "tolerances": tolerances_from(sp, clean_max(ref, [raws[c] for c in conds])),
         "seconds": time.perf_counter() - t0,
-        "machine_fingerprint": ref["machine"],  # of the reference condition
+        "measured_on": ref["machine"],  # the reference condition's machine fingerprint
     }
     from ..io import atomic_write_json as atomic_json
 

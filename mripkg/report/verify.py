@@ -269,6 +269,12 @@ def _claim_of(card: Mapping[str, Any], key: str) -> tuple[Mapping[str, Any], Map
     return c, (r if isinstance(r, Mapping) else {})
 
 
+def _r(kind: str, how: str, t: float | None, factor: float = 1.0) -> Rule:
+    """A rule with tolerance ``factor * t``; not compared (``"none"``) where ``t`` is ``None``
+    (a kind of number whose spread was not measured)."""
+    return Rule(kind, "none") if t is None else Rule(kind, how, factor * float(t))
+
+
 def _unit_rule(kind: str, key: str, tol: Mapping[str, Any]) -> Rule | None:
     """dB / SSIM / ratio / artifact-statistic rule from the key's name, ``None`` if unknown."""
     leaf = _quantity(key)
@@ -276,18 +282,17 @@ def _unit_rule(kind: str, key: str, tol: Mapping[str, Any]) -> Rule | None:
     f = float(tol.get("interval_factor", 2.0)) if _bound(key) else 1.0
     base = leaf[:-3] if leaf.endswith("_sd") else leaf
     if base in ARTIFACT_STATS and base in tol["artifact"]:
-        t = float(tol["artifact"][base])
-        return Rule("artifact", "rel" if base == "rms" else "abs", f * t)
+        return _r("artifact", "rel" if base == "rms" else "abs", tol["artifact"][base], f)
     if "auc" in low or low in ("p", "p_value"):
         return None
     if "ssim" in low:
-        return Rule(kind, "abs", f * float(tol["attack_ssim"]))
+        return _r(kind, "abs", tol["attack_ssim"], f)
     if "amplification" in low:
-        return Rule(kind, "rel", f * float(tol["attack_ratio_log"]))
+        return _r(kind, "rel", tol["attack_ratio_log"], f)
     if "psnr" in low or "drop" in low:
-        return Rule(kind, "abs", f * float(tol["attack_psnr_db"]))
+        return _r(kind, "abs", tol["attack_psnr_db"], f)
     if "energy" in low or "excess_over_seed" in low:
-        return Rule(kind, "rel", f * float(tol["claim_log_ratio"]))
+        return _r(kind, "rel", tol["claim_log_ratio"], f)
     return None
 
 
@@ -328,11 +333,11 @@ def rule_for(
             stat = str(claim.get("statistic", "")).lower()
             rstat = str(row.get("statistic", ""))
             if rstat in ARTIFACT_STATS and rstat in tol["artifact"]:  # a difference of two
-                return Rule("claim", "abs", 2 * f * float(tol["artifact"][rstat]))
+                return _r("claim", "abs", tol["artifact"][rstat], 2 * f)
             if "geometric mean" in stat or "/ equal-norm" in stat or "ratio" in stat:
-                return Rule("claim", "rel", f * float(tol["claim_log_ratio"]))
+                return _r("claim", "rel", tol["claim_log_ratio"], f)
             if "db" in stat or "drop" in stat:
-                return Rule("claim", "abs", f * float(tol["claim_excess_db"]))
+                return _r("claim", "abs", tol["claim_excess_db"], f)
             return Rule("claim", "none")  # e.g. claim 5's rank correlation
         return _unit_rule("claim", key, tol) or Rule("claim", "none")
     if file == "metrics_artifacts.json":
@@ -340,7 +345,7 @@ def rule_for(
     unit = _unit_rule("attack", key, tol)
     if unit is None and file == "metrics_open_questions.json" and key.startswith("table/"):
         if parts & {"white_box", "transfer", "control"}:  # PSNR drops (dB)
-            return Rule("attack", "abs", float(tol["attack_psnr_db"]))
+            return _r("attack", "abs", tol["attack_psnr_db"])
     return unit or Rule("attack", "none")
 
 
@@ -526,18 +531,30 @@ def tolerances_markdown(doc: Mapping[str, Any]) -> str:
         s = sp[q]
         return f"{q}: {s['condition'] or '-'}, {s['series'] or '-'}"
 
+    def cell(v: float | None, qs: Sequence[str]) -> str:
+        if v is None:
+            return "not measured (not compared) | -"
+        return f"{float(v):.3g} | {where(qs)}"
+
+    clean_conds = ", ".join(c for c in doc["conditions"] if c != "ref") or "-"
     for name, what, unit, qs in TOLERANCE_ROWS:
         if name in tol:
-            lines.append(f"| {what} | {float(tol[name]):.3g} | {unit} | {where(qs)} |")
+            t, seen = cell(tol[name], qs).split(" | ", 1)
+            if name in ("clean", "clean_diffusion"):  # largest over these conditions
+                who = "diffusion" if name == "clean_diffusion" else ""
+                who += "" if name == "clean_diffusion" else "ResUNet++, i-RIM"
+                seen = f"{who} (clean PSNR / SSIM): {clean_conds}"
+            lines.append(f"| {what} | {t} | {unit} | {seen} |")
     for stat, v in tol["artifact"].items():
         unit = "relative" if stat == "rms" else "absolute"
-        lines.append(f"| artifact {stat} | {float(v):.3g} | {unit} | {where([stat])} |")
+        t, seen = cell(v, [stat]).split(" | ", 1)
+        lines.append(f"| artifact {stat} | {t} | {unit} | {seen} |")
     conds = ", ".join(
         f"{c} ({v['seconds'] / 60:.1f} min, oneDNN {v.get('onednn_isa') or '?'})"
         for c, v in doc["conditions"].items()
     )
     st = doc["settings"]
-    mach = doc.get("machine_fingerprint") or doc.get("machine") or {}
+    mach = doc.get("measured_on") or {}
     att = st.get("attack", {})
     lines += [
         "",
