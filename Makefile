@@ -27,7 +27,7 @@ TRAIN_ARGS ?=
 export PYTHONHASHSEED = 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock figures readme test weights lab bench clean
+.PHONY: help venv lock figures readme test weights lab bench verify tolerances clean
 
 help:
 	@echo "make figures [PROFILE=$(PROFILE)]  run notebooks/NN_*.ipynb with papermill -> figures, build/"
@@ -35,6 +35,8 @@ help:
 	@echo "make lab                     JupyterLab on notebooks/"
 	@echo "make weights [PROFILE=...] [NPROC=8]  retrain the weights (weights/<profile>/); NPROC: torchrun ranks"
 	@echo "make bench [PROFILE=...]     timing benchmark -> runs/<profile>/bench.json"
+	@echo "make verify [PROFILE=...]    compare runs/<profile> with the committed results/<profile>"
+	@echo "make tolerances [PROFILE=..] measure the run-to-run spread -> results/<profile>/tolerances.json"
 	@echo "make venv                    only create .venv and install the pinned dependencies"
 	@echo "make lock                    rewrite requirements-lock.txt from .venv (after editing pyproject)"
 	@echo "make readme                  regenerate the README's result tables from results/quick/"
@@ -54,6 +56,8 @@ venv: $(STAMP)
 figures: venv
 	$(PYTHON) -m mripkg.app.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
 		$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(foreach p,$(PARAMS),--param $(p))
+	@echo "Compare this run with the committed results (tolerances in docs/reproducibility.md):"
+	@echo "  make verify PROFILE=$(PROFILE)"
 
 lock:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -61,6 +65,7 @@ lock:
 
 readme: venv
 	$(PYTHON) -m mripkg.report.readme
+	$(PYTHON) -m mripkg.report.readme --readme docs/reproducibility.md
 
 test: venv
 	rm -rf runs/smoke
@@ -83,6 +88,15 @@ lab: venv
 
 bench: venv
 	$(PYTHON) -m mripkg.app.bench --profile $(PROFILE)
+
+# Every number of runs/<profile> against git HEAD's results/<profile>, within measured tolerances
+verify: venv
+	$(PYTHON) -m mripkg.report.run_spread --profile $(PROFILE)
+	$(PYTHON) -m mripkg.report.verify --profile $(PROFILE)
+
+# The run-to-run spread behind those tolerances (attack stage on validation slices, ~30 CPU-min)
+tolerances: venv
+	nice -n 10 $(PYTHON) -m mripkg.app.tolerances --profile $(PROFILE)
 
 clean:
 	rm -rf build runs/smoke .pytest_cache .ruff_cache

@@ -15,8 +15,12 @@ kind of file keeps the bytes it always had:
   number written as JSON's ``Infinity`` extension, as before (a training sidecar records
   ``best_ssim = -inf`` until the first validation).
 
-Floor: root (imports nothing of mripkg but the package version).  Every stage writes through
-this module.
+Result files carry the machine they were computed on: :func:`write_json` adds the
+fingerprint of :mod:`mripkg.fingerprint` (a root module) to a result dict, :func:`write_csv`
+writes it beside the CSV (``<name>.machine.json``), :func:`read_json` leaves it out.
+
+Floor: root (imports nothing of mripkg but the package version and :mod:`mripkg.fingerprint`).
+Every stage writes through this module.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from . import fingerprint
 
 
 def all_finite(obj: object) -> bool:
@@ -51,20 +57,31 @@ def json_text(obj: object, *, sort_keys: bool = False, allow_nan: bool = False) 
 
 
 def write_json(
-    path: str | os.PathLike, obj: object, *, sort_keys: bool = False, allow_nan: bool = False
+    path: str | os.PathLike,
+    obj: object,
+    *,
+    sort_keys: bool = False,
+    allow_nan: bool = False,
+    machine: bool = True,
 ) -> Path:
     """Write ``obj`` as indented JSON atomically (:func:`atomic_write`).  Non-finite floats
     are refused (they are not valid JSON) unless ``allow_nan``; keys in insertion order unless
-    ``sort_keys``."""
+    ``sort_keys``.  ``machine``: a dict gets the machine fingerprint under
+    ``"machine_fingerprint"`` (:func:`mripkg.fingerprint.stamp`), as every result file does;
+    ``False`` for sidecars and caches."""
     path = Path(path)
+    if machine:
+        obj = fingerprint.stamp(obj)
     text = json_text(obj, sort_keys=sort_keys, allow_nan=allow_nan)
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
-def read_json(path: str | os.PathLike) -> object:
-    """Read a JSON file written by :func:`write_json`."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_json(path: str | os.PathLike, machine: bool = False) -> object:
+    """Read a JSON file written by :func:`write_json`; without its machine fingerprint unless
+    ``machine`` (so that a result file's top-level keys are its results)."""
+    obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    return obj if machine else fingerprint.strip(obj)
 
 
 def atomic_write(
@@ -109,7 +126,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomically write a sidecar or cache metadata: :func:`write_json` with sorted keys and
     non-finite numbers kept (``sort_keys=True, allow_nan=True``)."""
-    write_json(path, obj, sort_keys=True, allow_nan=True)
+    write_json(path, obj, sort_keys=True, allow_nan=True, machine=False)
 
 
 def save_safetensors(
@@ -143,7 +160,8 @@ def sha256_file(path: Path) -> str:
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
-    """Atomically write a list of flat dicts as CSV (columns from the first row)."""
+    """Atomically write a list of flat dicts as CSV (columns from the first row), and the
+    machine fingerprint beside it (``<name>.machine.json``; the CSV itself stays plain)."""
     if not rows:
         raise ValueError(f"{path}: no rows to write")
     buf = io.StringIO()
@@ -152,6 +170,7 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
     w.writerows(rows)
     path = Path(path)
     atomic_write_bytes(path, buf.getvalue().encode())
+    write_json(fingerprint.sidecar_path(path), fingerprint.machine_fingerprint(), machine=False)
     return path
 
 

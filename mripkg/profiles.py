@@ -524,6 +524,9 @@ def setup_torch(profile: Profile) -> None:
     else:
         torch.set_num_threads(profile.threads)
     torch.set_default_dtype(torch.float32)
+    from .fingerprint import note_profile  # results written from now on name this profile
+
+    note_profile(profile)
 
 
 __all__ = [

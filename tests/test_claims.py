@@ -433,7 +433,9 @@ def test_scorecard_files_and_table(tmp_path):
     assert card["authors_number"]["paper"]["drop"] == pytest.approx(4.64)
     assert card["authors_number"]["ours"]["drop"]["mean"] == pytest.approx(1.04)
     path = claims.write_scorecard(tmp_path / "claims.json", card)
-    back = json.loads(path.read_text())
+    raw = json.loads(path.read_text())
+    assert "machine_fingerprint" in raw  # every results file says where it was computed
+    back = {k: v for k, v in raw.items() if k != "machine_fingerprint"}
     assert back == json.loads(json.dumps(card))
     assert [p.name for p in tmp_path.iterdir()] == ["claims.json"]  # no temporary left
     md = claims.scorecard_markdown(back)

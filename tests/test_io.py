@@ -37,9 +37,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_one_json_writer_with_explicit_key_order_and_nan_policy(tmp_path):
     obj = {"b": 1.5, "a": [1, 2]}
-    write_json(tmp_path / "r.json", obj)
+    write_json(tmp_path / "r.json", obj, machine=False)
     atomic_write_json(tmp_path / "s.json", obj)
     assert (tmp_path / "r.json").read_text() == json.dumps(obj, indent=2) + "\n"
+    stamped = json.loads(write_json(tmp_path / "m.json", obj).read_text())  # a result file
+    assert (
+        list(stamped) == ["b", "a", "machine_fingerprint"] and read_json(tmp_path / "m.json") == obj
+    )
     assert (tmp_path / "s.json").read_text() == json.dumps(obj, indent=2, sort_keys=True) + "\n"
     with pytest.raises(ValueError):  # a result must be a number
         write_json(tmp_path / "nan.json", {"x": math.nan})

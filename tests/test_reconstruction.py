@@ -55,7 +55,8 @@ def test_per_slice_csv_is_written_atomically(tmp_path, test_split):
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == len(test_split) and rows[0]["model"] == "zero_filled"
     assert float(rows[0]["psnr"]) == pytest.approx(table["zero_filled"]["psnr"][0], abs=1e-5)
-    assert [p.name for p in tmp_path.iterdir()] == ["m.csv"]
+    # no temporary left; the machine fingerprint beside the CSV
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "m.csv.machine.json"]
     with pytest.raises(ValueError, match="no rows"):
         write_csv(tmp_path / "empty.csv", [])
 

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mripkg.fingerprint import SIDECAR_SUFFIX, strip  # noqa: E402
 from mripkg.report.moved import moved_numbers  # noqa: E402
 
 
@@ -55,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     folder = f"results/{args.profile}"
     before = committed_json(args.before, folder)
     after = {p.name: json.loads(p.read_text()) for p in sorted((ROOT / folder).glob("*.json"))}
-    skip = {"bench_levers.json", "bench.json"}  # timings, not results
-    before = {k: v for k, v in before.items() if k not in skip}
-    after = {k: v for k, v in after.items() if k not in skip}
+    skip = {"bench_levers.json", "bench.json", "tolerances.json"}  # timings, not results
+
+    def keep(name: str) -> bool:  # not a CSV's machine sidecar either
+        return name not in skip and not name.endswith(SIDECAR_SUFFIX)
+
+    # the machine fingerprint is compared by `make verify`, not listed as moved numbers
+    before = {k: strip(v) for k, v in before.items() if keep(k)}
+    after = {k: strip(v) for k, v in after.items() if keep(k)}
     rows = moved_numbers(before, after, text=True)
     path = ROOT / folder / "moved_numbers.csv"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

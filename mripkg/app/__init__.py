@@ -7,6 +7,8 @@ Receives command-line arguments or notebook parameters; hands on runs of the oth
 - :mod:`.bench`: timing benchmarks (``python -m mripkg.bench``);
 - :mod:`.paper_gpu`: the paper-scale run on a GPU (``python -m mripkg.paper_gpu``);
 - :mod:`.sweep`: notebook 03's white-box sweep in shards (``--shard i/n``, torchrun) and its merge.
+- :mod:`.tolerances`: the run-to-run spread of the attack stage on validation slices, the
+  tolerances of ``make verify`` (``make tolerances``).
 
 Top floor: nothing imports it.
 """

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..fingerprint import stamp
 from ..io import atomic_write_json, save_safetensors
 from ..models import SUPERVISED
 from ..paths import checkpoint_dir, run_dir, shipped_weights_dir
@@ -544,11 +545,11 @@ def main(argv: list[str] | None = None) -> int:
         if "attack" in levers:
             report["attack_precision"] = _in_subprocess("_bench_attack_precision", profile.name)
         path = run_dir(profile.name) / "bench_levers.json"
-        atomic_write_json(path, {k: v for k, v in report.items() if k != "models"})
+        atomic_write_json(path, stamp({k: v for k, v in report.items() if k != "models"}))
         print(f"wrote {path}")
     if report["models"] or steps or "attack" in report:
         path = run_dir(profile.name) / "bench.json"
-        atomic_write_json(path, {k: v for k, v in report.items() if k != "levers"})
+        atomic_write_json(path, stamp({k: v for k, v in report.items() if k != "levers"}))
         print(f"wrote {path}")
     return 0
 

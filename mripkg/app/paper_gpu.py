@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from .. import models
 from ..attacks.cache import AttackCache
 from ..data import load_dataset, load_test_split
+from ..fingerprint import stamp
 from ..io import atomic_write_json
 from ..paths import run_dir
 from ..physics import MRIOperator, equispaced_mask
@@ -443,7 +444,7 @@ def run(
         res["stage_s"][stage] = now - t_stage[0]
         res["elapsed_s"] = now - t_start
         t_stage[0] = now
-        atomic_write_json(res_path, res)
+        atomic_write_json(res_path, stamp(res))
         log(f"[paper_gpu] {stage} done ({now - t_start:.0f} s)")
 
     earlier = json.loads(Path(costs_from).read_text()) if costs_from else None
@@ -518,7 +519,7 @@ def run(
         res["costs"] = measure_costs(profile, images, dev)
         save("costs")
     res["total_s"] = time.perf_counter() - t_start
-    atomic_write_json(res_path, res)
+    atomic_write_json(res_path, stamp(res))
     return res
 
 

@@ -79,7 +79,7 @@ def build_tv(profile: Profile, dataset: MRIDataset) -> tuple[TVReconstructor, di
         mask = equispaced_mask(profile.image_size)
         rec = choose_lambda(val.images[ids], mask, cfg.lam_grid, cfg.iters, cfg.step_ratio)
         rec["key"] = key
-        write_json(path, rec)
+        write_json(path, rec, machine=False)  # a cache, not a result
     # the model's identity for the attack cache (robustness.model_id), like a weights hash
     # (solver v2: finite gradients where the image gradient is zero; v1 attacks gave NaN)
     ident = {"model": "tv", "v": 2, "lam": rec["lam"], "iters": cfg.iters, "r": cfg.step_ratio}

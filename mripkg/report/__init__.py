@@ -8,7 +8,11 @@ README's result sections.
 - :mod:`.tables`: plain-text and Markdown tables;
 - :mod:`.figures`: the figures of every notebook (one save helper);
 - :mod:`.moved`: which numbers moved between two result files;
-- :mod:`.readme`: the README's result tables (``python -m mripkg.readme``).
+- :mod:`.readme`: the README's result tables (``python -m mripkg.readme``);
+- :mod:`.verify`: a run against the committed results, within measured tolerances
+  (``make verify``);
+- :mod:`.run_spread`: each claim statistic's slice interval beside the machine-to-machine
+  spread.
 
 Imports only the stages below it.
 """

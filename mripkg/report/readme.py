@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..fingerprint import strip
 from ..io import atomic_write_text
 from ..models import MODEL_LABELS, NAMES
 from ..paths import REPO_ROOT, results_dir, shipped_weights_dir
@@ -86,7 +87,7 @@ def read_result(results: Path, name: str) -> dict[str, Any]:
             f"{path} not found: run the notebooks (python -m mripkg.reproduce --profile "
             f"{Path(results).name}), which copy runs/<profile>/metrics_*.json there"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return strip(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -727,6 +728,27 @@ def attack_speed_table(results: Path) -> str:
         "summed over slices per (model, eps), float32; rule: >= 0.99 at every (model, eps)."
     )
     return _table(header, rows) + "\n\n" + note
+
+
+@section("tolerances")
+def tolerances_table(results: Path) -> str:
+    """docs/reproducibility.md: the tolerances of `make verify` and how they were measured."""
+    from .verify import tolerances_markdown
+
+    return tolerances_markdown(read_result(results, "tolerances.json"))
+
+
+@section("run_spread")
+def run_spread_table(results: Path) -> str:
+    """docs/reproducibility.md: each claim statistic's slice interval beside the measured
+    machine-to-machine spread (:mod:`mripkg.report.run_spread`)."""
+    from .run_spread import claim_spread, spread_markdown, summary_line
+    from .verify import load_tolerances
+
+    rows = claim_spread(
+        read_result(results, "claims.json"), load_tolerances(Path(results) / "tolerances.json")
+    )
+    return f"{spread_markdown(rows)}\n\n{summary_line(rows)}."
 
 
 def render(text: str, results: Path) -> str:
