@@ -477,6 +477,8 @@ def test_json_and_csv_layout(data, tiny, tmp_path):
     for name, obj in (("w.json", white), ("t.json", transfer)):
         p = write_json(tmp_path / name, obj)  # refuses NaN
         back = json.loads(p.read_text())
+        assert "machine_fingerprint" in back  # every results file says where it was made
+        back.pop("machine_fingerprint")
         assert back == json.loads(json.dumps(obj)) and all_finite(back)
     mat = scoring.transfer_matrix(transfer, ["tiny", "x"], ["zero_filled", "tiny"], 0.04)
     assert mat.shape == (2, 2) and mat[0, 0] == row["psnr_drop"]
