@@ -22,24 +22,28 @@ PARAMS ?=
 # TRAIN_ARGS: more options of python -m mripkg.training.train, e.g. "--tf32 --precision bf16"
 NPROC ?= 1
 TRAIN_ARGS ?=
+# make lab: the port and further arguments of `jupyter lab` (ARGS="--no-browser --ip=0.0.0.0")
+PORT ?= 8888
+ARGS ?=
 
 # Hash randomisation off, so that nothing depends on the interpreter's hash seed.
 export PYTHONHASHSEED = 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock figures readme test weights lab bench verify tolerances clean
+.PHONY: help venv lock figures readme site test weights lab bench verify tolerances clean
 
 help:
 	@echo "make figures [PROFILE=$(PROFILE)]  run notebooks/NN_*.ipynb with papermill -> figures, build/"
 	@echo "make test                    ruff, unit tests, nbval on every notebook (smoke profile)"
-	@echo "make lab                     JupyterLab on notebooks/"
+	@echo "make lab [PORT=8888 ARGS=...]  JupyterLab on notebooks/ (prints its address)"
+	@echo "make site [PROFILE=$(PROFILE)]    static site from build/<profile>/ -> build/site/<profile>/"
 	@echo "make weights [PROFILE=...] [NPROC=8]  retrain the weights (weights/<profile>/); NPROC: torchrun ranks"
 	@echo "make bench [PROFILE=...]     timing benchmark -> runs/<profile>/bench.json"
 	@echo "make verify [PROFILE=...]    compare runs/<profile> with the committed results/<profile>"
 	@echo "make tolerances [PROFILE=..] measure the run-to-run spread -> results/<profile>/tolerances.json"
 	@echo "make venv                    only create .venv and install the pinned dependencies"
 	@echo "make lock                    rewrite requirements-lock.txt from .venv (after editing pyproject)"
-	@echo "make readme                  regenerate the README's result tables from results/quick/"
+	@echo "make readme                  regenerate the tables of README.md and docs/*.md from results/quick/"
 	@echo "make clean                   remove build/, runs/smoke/ and caches (keeps .venv)"
 
 # (Re)install when pyproject.toml or the lock file changes; the stamp makes re-runs instant.
@@ -60,12 +64,16 @@ figures: venv
 	@echo "  make verify PROFILE=$(PROFILE)"
 
 lock:
-	$(PYTHON) -m pip install -e ".[test]"
+	$(PYTHON) -m pip install -e ".[test,docs]"
 	$(PYTHON) tools/lock.py
 
 readme: venv
 	$(PYTHON) -m mripkg.report.readme
 	$(PYTHON) -m mripkg.report.readme --readme docs/reproducibility.md
+
+# Needs nothing running: the executed notebooks of build/$(PROFILE)/ and results/$(PROFILE)/.
+site: venv
+	$(PYTHON) -m mripkg.site --profile $(PROFILE)
 
 test: venv
 	rm -rf runs/smoke
@@ -84,7 +92,8 @@ else
 endif
 
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	@echo "JupyterLab on notebooks/, port $(PORT): open the http://localhost:...?token=... address it prints below (Ctrl-C stops it)"
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(ARGS)
 
 bench: venv
 	$(PYTHON) -m mripkg.app.bench --profile $(PROFILE)

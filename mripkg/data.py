@@ -21,6 +21,7 @@ import functools
 import gzip
 import hashlib
 import os
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +33,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .profiles import DataConfig, Profile, get_profile
+from .profiles import DataConfig, Profile, get_profile, progress_disabled
 
 EMBEDDED_VOLUMES: dict[str, str] = {
     "mni152": "mni_icbm152_t1_2009a.nii.gz",
@@ -407,6 +408,15 @@ def _colin_test(
     return test.subset(_evenly(len(test), cfg.n_test_slices))
 
 
+def _progress(total: int, what: str):
+    """A tqdm bar (cleared when done; quiet under ``$CI`` / ``$TQDM_DISABLE``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, desc=f"loading {what}", unit="vol", leave=False, disable=progress_disabled()
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _embedded_dataset(
     cfg: DataConfig, normalise: str = "minmax", skull: bool = False
@@ -415,14 +425,18 @@ def _embedded_dataset(
     colin, colin_vox = load_volume(embedded_path("colin27"))
     parts: dict[str, list] = {"train": [], "val": [], "test_id": []}
     n_tv = cfg.n_train_subjects + cfg.n_val_subjects
+    bar = _progress(n_tv + cfg.n_test_id_subjects, "pseudo-subjects")
     for i in range(n_tv):
         split = "train" if i < cfg.n_train_subjects else "val"
         stack = pseudo_subject(mni, mni_vox, cfg, cfg.split_seed, i, normalise)
         stride = cfg.slice_stride
         parts[split].append(_slices_from_stack(stack, f"mni-pseudo-{i:03d}", cfg, stride))
+        bar.update()
     for i in range(cfg.n_test_id_subjects):
         stack = pseudo_subject(mni, mni_vox, cfg, cfg.test_id_seed, i, normalise)
         parts["test_id"].append(_slices_from_stack(stack, f"mni-heldout-{i:03d}", cfg, 1))
+        bar.update()
+    bar.close()
     test = _colin_test(cfg, colin, colin_vox, normalise)
     test_id = _make_split("test_id", parts["test_id"])
     test_id = test_id.subset(_evenly(len(test_id), cfg.n_test_slices))
@@ -476,6 +490,53 @@ def _folder_digest(files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+class UnusableVolumeWarning(UserWarning):
+    """A volume of a user folder that cannot give a slice (left out, named)."""
+
+
+def volume_problem(volume: np.ndarray, stack: np.ndarray | None, cfg: DataConfig) -> str | None:
+    """Why a volume cannot be used, or ``None``: all zero, constant, or (``stack``: its
+    normalised axial slices ``[Z, S, S]``) no slice whose head mask covers
+    ``cfg.min_foreground`` of the image."""
+    lo, hi = float(volume.min()), float(volume.max())
+    if hi == 0.0 and lo == 0.0:
+        return "all voxels are zero"
+    if hi <= lo:
+        return f"constant (every voxel is {lo:g})"
+    if stack is not None and not any(
+        head_mask(stack[z]).mean() >= cfg.min_foreground for z in range(stack.shape[0])
+    ):
+        return (
+            f"no foreground: no axial slice has a head mask over {cfg.min_foreground:.0%} of "
+            "the image"
+        )
+    return None
+
+
+def usable_volumes(
+    files: list[Path], cfg: DataConfig, normalise: str = "minmax"
+) -> tuple[list[Path], dict[Path, str]]:
+    """Split ``files`` into the usable volumes and {file: why not} for the others (each one
+    named in an :class:`UnusableVolumeWarning`)."""
+    good, bad = [], {}
+    bar = _progress(len(files), "volumes (check)")
+    for f in files:
+        vol, vox = load_volume(f)
+        why = volume_problem(vol, None, cfg)
+        if why is None:
+            why = volume_problem(
+                vol, _sample_volume(vol, vox, cfg.image_size, normalise=normalise), cfg
+            )
+        if why is None:
+            good.append(f)
+        else:
+            bad[f] = why
+            warnings.warn(f"{f}: left out, {why}", UnusableVolumeWarning, stacklevel=3)
+        bar.update()
+    bar.close()
+    return good, bad
+
+
 def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int, normalise: str) -> MRIDataset:
     files = sorted(p for p in Path(data_dir).iterdir() if is_nifti(p) and p.is_file())
     if len(files) < MIN_USER_VOLUMES:
@@ -483,6 +544,13 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int, normalise: str) ->
             f"{data_dir}: need at least {MIN_USER_VOLUMES} NIfTI volumes (one subject per "
             f".nii / .nii.gz file) for a train/val/test split by subject with at least 2 test "
             f"slices (10 % of the volumes, one slice each, as in the paper); found {len(files)}"
+        )
+    files, bad = usable_volumes(files, cfg, normalise)
+    if len(files) < MIN_USER_VOLUMES:
+        named = "; ".join(f"{p.name}: {why}" for p, why in bad.items())
+        raise ValueError(
+            f"{data_dir}: need at least {MIN_USER_VOLUMES} usable NIfTI volumes; found "
+            f"{len(files)} usable of {len(files) + len(bad)} ({named})"
         )
     order = np.random.default_rng(seed).permutation(len(files))
     n = len(files)
@@ -494,8 +562,10 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int, normalise: str) ->
         "train": order[n_test + n_val :],
     }
     parts: dict[str, list] = {k: [] for k in groups}
+    bar = _progress(n, "volumes")
     for split, idx in groups.items():
         for i in idx:
+            bar.update()
             vol, vox = load_volume(files[i])
             stack = _sample_volume(vol, vox, cfg.image_size, normalise=normalise)
             stride = cfg.slice_stride if split != "test" else 1
@@ -506,6 +576,7 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int, normalise: str) ->
                     j = int(rng.integers(len(sl[0])))
                     sl = tuple([v[j]] for v in sl)  # type: ignore[assignment]
             parts[split].append(sl)
+    bar.close()
     splits = {k: _make_split(k, v) for k, v in parts.items()}
     splits["test_id"] = Split(
         "test_id",

@@ -18,6 +18,7 @@ profile for one run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -412,6 +413,49 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[chosen]
 
 
+def parse_eps_grid(value: object, name: str = "eps_grid") -> tuple[float, ...]:
+    """A strict eps grid: a list or tuple of numbers in [0, 1] (or its text, ``"[0, 0.04]"``
+    or ``"0,0.04"``, as a command line gives it), returned sorted and deduplicated.  ``None``,
+    ``""`` and ``[]`` give ``()`` (the profile's grid).  ``ValueError`` with one line naming
+    the problem for a scalar, a non-numeric entry, NaN or inf, or a value outside [0, 1]."""
+    if value is None or (isinstance(value, str | list | tuple) and len(value) == 0):
+        return ()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") != text.endswith("]") or text.startswith("(") != text.endswith(")"):
+            raise ValueError(f"{name}: unbalanced brackets in {value!r}")
+        bracketed = text[:1] in "[(" and text[-1:] in "])"
+        inner = text[1:-1] if bracketed else text
+        if not bracketed and "," not in inner:
+            raise ValueError(
+                f"{name} must be a list of eps values such as [0.0, 0.04], got the scalar {value!r}"
+            )
+        items: list[object] = [s.strip() for s in inner.split(",") if s.strip()]
+        if not items:
+            return ()
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError(
+            f"{name} must be a list of eps values such as [0.0, 0.04], got "
+            f"{type(value).__name__} {value!r}"
+        )
+    out = []
+    for e in items:
+        if isinstance(e, bool) or not isinstance(e, int | float | str):
+            raise ValueError(f"{name}: {e!r} is not a number")
+        try:
+            f = float(e)
+        except ValueError:
+            raise ValueError(f"{name}: {e!r} is not a number") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{name}: {e!r} is not a finite number (NaN or inf)")
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"{name} values must lie in [0, 1] (relative L2 norms), got {e!r}")
+        out.append(f)
+    return tuple(sorted(set(out)))
+
+
 def with_overrides(
     profile: Profile,
     *,
@@ -434,8 +478,9 @@ def with_overrides(
     list keeps the profile's value; the name stays (outputs go to the same folders; caches are
     keyed by the sampler).  ``attack``: a named protocol of :data:`ATTACK_PRESETS`
     (``"authors"``: the authors' attack script; ``"default"`` or ``""``: the profile's), applied
-    before ``attack_steps``.  Raises ``ValueError`` for a negative count, an eps outside
-    [0, 1], an unknown sampler or an unknown attack protocol.
+    before ``attack_steps``.  Raises ``ValueError`` (one line naming the problem) for a negative
+    count, an eps grid that :func:`parse_eps_grid` refuses (a scalar, NaN, a bad list, a value
+    outside [0, 1]), an unknown sampler or an unknown attack protocol.
     """
     for what, v in (
         ("n_slices", n_slices),
@@ -451,10 +496,8 @@ def with_overrides(
                 f"unknown attack {attack!r}; choose one of default, {', '.join(ATTACK_PRESETS)}"
             )
         attack_over.update(ATTACK_PRESETS[attack])
-    if eps_grid:
-        eps = tuple(sorted({float(e) for e in eps_grid}))
-        if eps[0] < 0 or eps[-1] > 1:
-            raise ValueError(f"eps_grid values must lie in [0, 1], got {list(eps_grid)}")
+    eps = parse_eps_grid(eps_grid)
+    if eps:
         attack_over["eps_grid"] = eps
     if n_slices:
         n = int(n_slices)

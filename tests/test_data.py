@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
+from mripkg import data
 from mripkg.data import (
     MIN_USER_VOLUMES,
     VolumeError,
@@ -317,3 +319,43 @@ def test_skull_split_and_normalise(smoke_ds):
 def test_user_data_dir_must_exist(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         load_dataset(SMOKE, tmp_path / "missing")
+
+
+# ------------------------------------------------------------------------------------------
+# unusable volumes in a user folder: named, and not counted towards the 15
+
+
+def _folder_with_unusable(tmp_path, n_good: int):
+    for i in range(n_good):
+        _write(tmp_path / f"s{i:02d}.nii.gz", _synthetic_head(i), np.diag([4.0, 4.0, 4.0, 1.0]))
+    _write(tmp_path / "zeros.nii.gz", np.zeros((24, 24, 24), np.float32))
+    _write(tmp_path / "flat.nii.gz", np.full((24, 24, 24), 7.0, np.float32))
+    speck = np.zeros((40, 40, 40), np.float32)
+    speck[20, 20, 20] = 100.0  # one bright voxel: no slice has a head
+    _write(tmp_path / "speck.nii.gz", speck, np.diag([4.0, 4.0, 4.0, 1.0]))
+
+
+def test_unusable_volumes_are_named_and_not_counted(tmp_path):
+    # 14 usable + 3 unusable = 17 files: the 15-volume rule counts only the 14
+    _folder_with_unusable(tmp_path, MIN_USER_VOLUMES - 1)
+    with pytest.warns(data.UnusableVolumeWarning) as rec:
+        with pytest.raises(ValueError, match="found 14 usable of 17") as exc:
+            load_dataset(SMOKE, tmp_path)
+    msg = str(exc.value)
+    assert "zeros.nii.gz: all voxels are zero" in msg
+    assert "flat.nii.gz: constant (every voxel is 7)" in msg
+    assert "speck.nii.gz: no foreground" in msg
+    assert {Path(str(w.message).split(":")[0]).name for w in rec} == {
+        "zeros.nii.gz",
+        "flat.nii.gz",
+        "speck.nii.gz",
+    }
+
+
+def test_unusable_volumes_are_left_out_with_a_warning(tmp_path):
+    _folder_with_unusable(tmp_path, MIN_USER_VOLUMES)
+    with pytest.warns(data.UnusableVolumeWarning, match="zeros.nii.gz: left out"):
+        ds = load_dataset(SMOKE, tmp_path)
+    every = set().union(*(set(s.subject_ids) for s in ds.splits.values()))
+    assert every == {f"s{i:02d}.nii.gz" for i in range(MIN_USER_VOLUMES)}
+    assert len(ds["test"]) == 2  # 10 % of the 15 usable volumes, one slice each

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mripkg
-from mripkg import paths
+from mripkg import paths, profiles
 from mripkg.app import bench, reproduce
 from mripkg.data import load_dataset
 from mripkg.profiles import (
@@ -181,9 +181,7 @@ def test_committed_readme_matches_committed_results(capsys):
 
 
 def test_readme_check_fails_on_a_hand_edited_number(tmp_path, capsys):
-    text = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    if "<!-- results:clean -->" not in text:
-        pytest.skip("README has no generated clean table yet")
+    text = (paths.REPO_ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     start = text.index("<!-- results:clean -->")
     end = text.index("<!-- /results:clean -->")
     block = text[start:end]
@@ -191,10 +189,11 @@ def test_readme_check_fails_on_a_hand_edited_number(tmp_path, capsys):
     cells = row.split(" | ")
     cells[3] = f"{float(cells[3]) + 0.001:.3f}"  # SSIM
     edited = text[:start] + block.replace(row, " | ".join(cells)) + text[end:]
-    path = tmp_path / "README.md"
+    path = tmp_path / "results.md"
     path.write_text(edited, encoding="utf-8")
-    assert readme.main(["--check", "--readme", str(path)]) == 1
-    assert readme.main(["--readme", str(path)]) == 0
+    assert readme.main(["--check", str(path)]) == 1
+    assert "results.md out of date" in capsys.readouterr().err
+    assert readme.main([str(path)]) == 0
     assert path.read_text(encoding="utf-8") == text
     capsys.readouterr()
 
@@ -278,3 +277,85 @@ def test_tables_of_attack_results_from_synthetic_files(tmp_path):
     assert (
         lines[-1] == "| diffusion, another sampler seed (no perturbation) | - | - | - | 0.10 | - |"
     )
+
+
+def test_readme_generator_covers_readme_and_docs_pages():
+    files = readme.markdown_files()
+    assert files[0].name == "README.md"
+    names = {p.name for p in files}
+    assert {"results.md", "benchmarks.md", "out-of-domain.md"} <= names
+    # every generated block of the old long README is still somewhere
+    text = "".join(p.read_text(encoding="utf-8") for p in files)
+    for name in ("claims", "clean", "white_box", "transfer", "artifacts", "open_questions"):
+        assert f"<!-- results:{name} -->" in text, name
+    for name in ("sampler_levers", "moved", "paper_gpu", "out_of_domain", "links"):
+        assert f"<!-- results:{name} -->" in text, name
+
+
+def test_readme_is_a_front_page():
+    text = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    assert text.count("![fig") == 3
+    assert "06_explorer.ipynb" in text and "make site" in text and "CITATION.cff" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "slug"),
+    [
+        ("https://github.com/someone/mripkg.git\n", "someone/mripkg"),
+        ("git@github.com:some-one/mri.pkg.git", "some-one/mri.pkg"),
+        ("https://github.com/a/b/", "a/b"),
+        ("https://gitlab.com/a/b.git", None),
+    ],
+)
+def test_binder_slug_from_git_remote(url, slug):
+    assert readme.slug_from_remote(url) == slug
+
+
+def test_binder_badge_opens_the_explorer(monkeypatch):
+    monkeypatch.setattr(readme, "repo_slug", lambda root=None: "someone/mripkg")
+    block = readme.links_block(paths.results_dir("quick"))
+    assert (
+        "mybinder.org/v2/gh/someone/mripkg/HEAD?urlpath=lab/tree/notebooks/06_explorer.ipynb"
+        in block
+    )
+    assert "https://someone.github.io/mripkg/" in block and "OWNER" not in block
+
+
+def test_repo_slug_from_pyproject_when_no_github_remote(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.mripkg]\ngithub = "me/mripkg"\n', encoding="utf-8"
+    )
+    assert readme.repo_slug(tmp_path) == "me/mripkg"
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    assert readme.repo_slug(tmp_path) == readme.DEFAULT_SLUG
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[nan]", "not a finite number"),
+        ([float("nan"), 0.04], "not a finite number"),
+        (0.04, "must be a list"),
+        ("0.04", "must be a list"),
+        ("[0.01, x]", "'x' is not a number"),
+        ("[0.01, 0.04", "unbalanced brackets"),
+        ([0.01, 2.0], r"must lie in \[0, 1\]"),
+        ([True], "is not a number"),
+        ({"a": 1}, "must be a list"),
+    ],
+)
+def test_eps_grid_is_parsed_strictly(value, message):
+    with pytest.raises(ValueError, match=message) as exc:
+        profiles.parse_eps_grid(value)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match=message):
+        with_overrides(profiles.SMOKE, eps_grid=value)
+
+
+def test_eps_grid_accepts_lists_and_their_text():
+    assert profiles.parse_eps_grid("[0.04, 0, 0.04]") == (0.0, 0.04)
+    assert profiles.parse_eps_grid("0,0.04") == (0.0, 0.04)
+    assert profiles.parse_eps_grid((0.08, 0.01)) == (0.01, 0.08)
+    assert profiles.parse_eps_grid([]) == () == profiles.parse_eps_grid(None)
+    assert with_overrides(profiles.SMOKE, eps_grid="[0, 0.5]").attack.eps_grid == (0.0, 0.5)

@@ -1,13 +1,18 @@
-"""Generate the README's result tables from the committed results, so numbers never drift.
+"""Generate the result tables of README.md and docs/*.md from the committed results, so
+numbers never drift.
 
-    python -m mripkg.readme            # rewrite README.md between the result markers
-    python -m mripkg.readme --check    # exit 1 if README.md differs from what the files give
+    python -m mripkg.readme                 # rewrite README.md and docs/*.md between the markers
+    python -m mripkg.readme --check         # exit 1 if any of them differs from what files give
+    python -m mripkg.readme docs/results.md # only the files named
 
-Each generated block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in
-the README; ``NAME`` is a key of :data:`SECTIONS`, a function ``results_dir -> markdown`` that
+Each generated block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in a
+Markdown file; ``NAME`` is a key of :data:`SECTIONS`, a function ``results_dir -> markdown`` that
 reads the notebooks' summary JSON in ``results/<profile>/`` (copied there by
 ``python -m mripkg.reproduce``; see :func:`mripkg.paths.results_dir`).  Add a table by
-registering a function with :func:`section` and putting its markers in the README.
+registering a function with :func:`section` and putting its markers in README.md or a page
+under docs/ (docs/generated-tables.md says how, step by step).  The block ``links`` holds the
+Binder badge and the site's address, made from :func:`repo_slug` (one place: the git remote,
+else ``[tool.mripkg] github`` in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import difflib
 import json
 import math
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,11 +36,12 @@ from ..paths import REPO_ROOT, results_dir, shipped_weights_dir
 PROFILE = "quick"
 #: name -> function(results_dir) -> markdown (without the markers)
 SECTIONS: dict[str, Callable[[Path], str]] = {}
+# markers count only at the start of a line (an indented or inline mention is documentation)
 MARKER_RE = re.compile(
-    r"(<!-- results:(?P<name>[A-Za-z0-9_\-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
-    re.DOTALL,
+    r"^(<!-- results:(?P<name>[A-Za-z0-9_\-]+) -->\n)(?P<body>.*?)^(<!-- /results:(?P=name) -->)",
+    re.DOTALL | re.MULTILINE,
 )
-OPEN_RE = re.compile(r"<!-- results:([A-Za-z0-9_\-]+) -->")
+OPEN_RE = re.compile(r"^<!-- results:([A-Za-z0-9_\-]+) -->", re.MULTILINE)
 
 #: the README's labels: the four models' (mripkg.models.LABELS) and the image route; models
 #: beyond the paper keep their keys here (the committed README shows "tv", "tv_diffusion")
@@ -88,6 +95,64 @@ def read_result(results: Path, name: str) -> dict[str, Any]:
             f"{Path(results).name}), which copy runs/<profile>/metrics_*.json there"
         )
     return strip(json.loads(path.read_text(encoding="utf-8")))
+
+
+DEFAULT_SLUG = "OWNER/mripkg"
+GITHUB_RE = re.compile(r"github\.com[:/](?P<slug>[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+?)(?:\.git)?/?$")
+
+
+def slug_from_remote(url: str) -> str | None:
+    """``owner/name`` of a GitHub remote URL (https or ssh), else ``None``."""
+    m = GITHUB_RE.search(url.strip())
+    return m.group("slug") if m else None
+
+
+def repo_slug(root: Path = REPO_ROOT) -> str:
+    """The GitHub ``owner/name`` the badges and the site's address use: the ``origin`` remote
+    of the checkout when it is on GitHub, else ``[tool.mripkg] github`` in pyproject.toml,
+    else ``OWNER/mripkg``."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(root), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        url = ""
+    slug = slug_from_remote(url) if url else None
+    if slug:
+        return slug
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        m = re.search(
+            r'^\[tool\.mripkg\][^\[]*?^github\s*=\s*"([^"]+)"',
+            pyproject.read_text(encoding="utf-8"),
+            re.MULTILINE | re.DOTALL,
+        )
+        slug = m.group(1) if m else None
+    return slug or DEFAULT_SLUG
+
+
+@section("links")
+def links_block(results: Path) -> str:
+    """The Binder badge (opens the explorer, notebook 06) and the site's GitHub Pages address,
+    for the repository :func:`repo_slug` names."""
+    slug = repo_slug()
+    owner, name = slug.split("/", 1)
+    binder = f"https://mybinder.org/v2/gh/{slug}/HEAD?urlpath=lab/tree/notebooks/06_explorer.ipynb"
+    site = f"https://{owner.lower()}.github.io/{name}/"
+    out = (
+        f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder}) "
+        f"(opens the explorer, notebook 06) · [the rendered companion]({site})"
+    )
+    if slug == DEFAULT_SLUG:
+        out += (
+            "\n\n(`OWNER`: set `[tool.mripkg] github` in pyproject.toml, or add the GitHub "
+            "remote `origin`, then `make readme`.)"
+        )
+    return out
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -779,10 +844,16 @@ def shape_problems(old_text: str, new_text: str) -> list[str]:
     return out
 
 
+def markdown_files(root: Path = REPO_ROOT) -> list[Path]:
+    """The files with generated blocks: README.md and every docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mripkg.readme", description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
-    ap.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
+    ap.add_argument("files", nargs="*", type=Path, help="default: README.md and docs/*.md")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
+    ap.add_argument("--readme", type=Path, default=None, help="only this file (old spelling)")
     ap.add_argument("--results", type=Path, default=results_dir(PROFILE))
     ap.add_argument(
         "--allow-shrink",
@@ -790,33 +861,43 @@ def main(argv: list[str] | None = None) -> int:
         help="write even when a generated table loses a column or a row",
     )
     args = ap.parse_args(argv)
-    try:
-        old = args.readme.read_text(encoding="utf-8")
-        new = render(old, args.results)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    problems = shape_problems(old, new) + [p for p in shape_problems(new, new) if "required" in p]
-    if problems and not (args.allow_shrink and not args.check):
-        print("\n".join(problems), file=sys.stderr)
-        print("a generated table lost a column or a row (see above)", file=sys.stderr)
-        return 1
-    if args.check:
-        if new != old:
+    files = list(args.files) + ([args.readme] if args.readme else [])
+    files = files or markdown_files()
+    stale = []
+    n_blocks = 0
+    for path in files:
+        try:
+            old = path.read_text(encoding="utf-8")
+            new = render(old, args.results)
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            print(f"error: {path.name}: {err}", file=sys.stderr)
+            return 2
+        n_blocks += len(OPEN_RE.findall(new))
+        problems = shape_problems(old, new)
+        problems += [p for p in shape_problems(new, new) if "required" in p]
+        if problems and not (args.allow_shrink and not args.check):
+            print("\n".join(f"{path.name}: {p}" for p in problems), file=sys.stderr)
+            print("a generated table lost a column or a row (see above)", file=sys.stderr)
+            return 1
+        if new == old:
+            continue
+        if args.check:
             diff = difflib.unified_diff(
-                old.splitlines(), new.splitlines(), "README.md", "generated", lineterm="", n=1
+                old.splitlines(), new.splitlines(), str(path), "generated", lineterm="", n=1
             )
             print("\n".join(diff))
-            print(
-                "README.md is out of date with results/: run python -m mripkg.readme",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"README.md matches {args.results}")
-        return 0
-    if new != old:
-        atomic_write_text(args.readme, new)
-    print(f"README.md: {len(OPEN_RE.findall(new))} sections from {args.results}")
+            stale.append(path)
+        else:
+            atomic_write_text(path, new)
+    if stale:
+        names = ", ".join(p.name for p in stale)
+        print(
+            f"{names} out of date with {args.results}: run python -m mripkg.readme",
+            file=sys.stderr,
+        )
+        return 1
+    verb = "up to date with" if args.check else "generated from"
+    print(f"{len(files)} files, {n_blocks} blocks {verb} {args.results}")
     return 0
 
 
