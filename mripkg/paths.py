@@ -59,6 +59,7 @@ FIGURES_DIR: Path = REPO_ROOT / "figures"
 BUILD_DIR: Path = REPO_ROOT / "build"
 RUNS_DIR: Path = REPO_ROOT / "runs"
 RESULTS_DIR: Path = REPO_ROOT / "results"
+SOURCE_RESULTS_DIR: Path = source_root() / "results"
 
 
 def run_dir(profile: str) -> Path:
@@ -71,6 +72,23 @@ def run_dir(profile: str) -> Path:
 def results_dir(profile: str) -> Path:
     """Summary results of one profile (small JSON/CSV; ``results/quick`` is committed)."""
     return RESULTS_DIR / profile
+
+
+def shipped_results_dir(profile: str) -> Path:
+    """The committed results of a profile as shipped: ``results/<profile>/`` of the checkout,
+    or ``mripkg/results/<profile>/`` of the installed package (quick only)."""
+    return SOURCE_RESULTS_DIR / profile
+
+
+def results_dirs(profile: str) -> list[Path]:
+    """Where to *read* a profile's results, in order: :func:`results_dir` (this run's copy),
+    then the shipped ones when they are elsewhere (an installed package).  Readers such as the
+    explorer look for ``explorer.npz`` and the per-slice CSVs here."""
+    dirs = [results_dir(profile)]
+    shipped = shipped_results_dir(profile)
+    if shipped.resolve() != dirs[0].resolve():
+        dirs.append(shipped)
+    return dirs
 
 
 def figures_dir(profile: str) -> Path:

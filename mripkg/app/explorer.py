@@ -852,9 +852,11 @@ def load_study(
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     test = load_test_split(prof, data_dir)
     models, metas, _ = build_reconstructors(prof, None, retrain=False)
-    if bundle is None:
-        bundle = paths.results_dir(prof.name) / "explorer.npz"
-    curve_dirs = [Path(root) if root else paths.RUNS_DIR / prof.name, paths.results_dir(prof.name)]
+    if bundle is None:  # this run's results/, else the shipped copy (installed package)
+        found = [d / "explorer.npz" for d in paths.results_dirs(prof.name)]
+        bundle = next((b for b in found if b.is_file()), found[0])
+    curve_dirs = [Path(root) if root else paths.RUNS_DIR / prof.name]
+    curve_dirs += paths.results_dirs(prof.name)
     try:
         return Study(prof, test, models, metas, root=root, bundle=bundle, curve_dirs=curve_dirs)
     except BundleMismatch as exc:  # a stale bundle must not hide complete runs/ caches
