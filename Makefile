@@ -30,7 +30,7 @@ ARGS ?=
 export PYTHONHASHSEED = 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock figures readme site test weights lab bench verify tolerances clean
+.PHONY: help venv lock figures readme site test weights lab bench verify tolerances hooks clean
 
 help:
 	@echo "make figures [PROFILE=$(PROFILE)]  run notebooks/NN_*.ipynb with papermill -> figures, build/"
@@ -44,6 +44,7 @@ help:
 	@echo "make venv                    only create .venv and install the pinned dependencies"
 	@echo "make lock                    rewrite requirements-lock.txt from .venv (after editing pyproject)"
 	@echo "make readme                  regenerate the tables of README.md and docs/*.md from results/quick/"
+	@echo "make hooks                   strip notebook outputs on git add (nbstripout filter, this clone)"
 	@echo "make clean                   remove build/, runs/smoke/ and caches (keeps .venv)"
 
 # (Re)install when pyproject.toml or the lock file changes; the stamp makes re-runs instant.
@@ -106,6 +107,10 @@ verify: venv
 # The run-to-run spread behind those tolerances (attack stage on validation slices, ~30 CPU-min)
 tolerances: venv
 	nice -n 10 $(PYTHON) -m mripkg.app.tolerances --profile $(PROFILE)
+
+hooks: venv
+	$(BIN)/nbstripout --install
+	@echo "git add now strips the outputs of notebooks/*.ipynb (.gitattributes)"
 
 clean:
 	rm -rf build runs/smoke .pytest_cache .ruff_cache

@@ -91,10 +91,19 @@ def results_dirs(profile: str) -> list[Path]:
     return dirs
 
 
-def figures_dir(profile: str) -> Path:
-    """Where figures go: ``figures/`` for the quick profile (what the README shows), else
-    ``runs/<profile>/figures/`` so that tests and GPU runs never overwrite committed figures."""
-    d = FIGURES_DIR if profile == "quick" else RUNS_DIR / profile / "figures"
+#: Set to 1 by ``python -m mripkg.reproduce`` (``make figures``) for itself and its kernels:
+#: only such a run writes the quick profile's figures into the committed ``figures/``.
+PUBLISH_ENV = "MRIPKG_PUBLISH_FIGURES"
+
+
+def figures_dir(profile: str, publish: bool | None = None) -> Path:
+    """Where figures go: ``figures/`` for the quick profile when publishing (``make figures``;
+    ``publish`` defaults to ``$MRIPKG_PUBLISH_FIGURES == "1"``), else
+    ``runs/<profile>/figures/``, so that a notebook run by hand in JupyterLab, tests and GPU
+    runs never rewrite the committed figures."""
+    if publish is None:
+        publish = os.environ.get(PUBLISH_ENV, "") == "1"
+    d = FIGURES_DIR if (profile == "quick" and publish) else RUNS_DIR / profile / "figures"
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -215,3 +215,54 @@ def test_partial_run_keeps_the_whole_run_record(tmp_path, monkeypatch):
     # a new whole run replaces the record
     md = reproduce.write_manifest("quick", whole, t, 300.0, whole=True).read_text()
     assert "total run time 300.0 s" in md and "510.0" not in md
+
+
+# ------------------------------------------------------------------------------------------
+# --only 06 on a clean clone; figures of interactive runs stay out of figures/
+
+
+def test_explorer_alone_needs_attacks_or_a_bundle(tmp_path, monkeypatch):
+    from mripkg import reproduce
+
+    nbs = [tmp_path / f"{n}_x.ipynb" for n in ("01", "03", "04", "06")]
+    monkeypatch.setattr(reproduce, "RUNS_DIR", tmp_path / "runs")
+    bundle_dir = tmp_path / "results" / "smoke"
+    monkeypatch.setattr(reproduce, "results_dirs", lambda profile: [bundle_dir])
+    msg = reproduce.missing_inputs([nbs[3]], "smoke")
+    assert msg is not None and "\n" not in msg
+    assert "notebooks 03 and 04" in msg and "--only 03,04,06" in msg
+    assert reproduce.missing_inputs(nbs[1:], "smoke") is None  # 03 and 04 run first
+    assert reproduce.missing_inputs(nbs[:1], "smoke") is None  # no 06
+    bundle_dir.mkdir(parents=True)
+    (bundle_dir / "explorer.npz").write_bytes(b"x")
+    assert reproduce.missing_inputs([nbs[3]], "smoke") is None  # the bundle
+    (bundle_dir / "explorer.npz").unlink()
+    (tmp_path / "runs" / "smoke" / "attacks").mkdir(parents=True)
+    (tmp_path / "runs" / "smoke" / "attacks" / "a.pt").write_bytes(b"x")
+    assert reproduce.missing_inputs([nbs[3]], "smoke") is None  # caches of an earlier run
+
+
+def test_only_06_on_a_clean_clone_says_what_to_run(tmp_path):
+    env = dict(os.environ, CI="1", MRIPKG_ROOT=str(tmp_path))
+    env.pop("MRIPKG_PROFILE", None)
+    r = subprocess.run(
+        [sys.executable, "-m", "mripkg.reproduce", "--profile", "paper", "--only", "06"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "--only 03,04,06" in r.stderr
+
+
+def test_quick_figures_go_to_figures_only_when_publishing(monkeypatch):
+    from mripkg import paths
+
+    monkeypatch.delenv(paths.PUBLISH_ENV, raising=False)
+    assert paths.figures_dir("quick") == paths.RUNS_DIR / "quick" / "figures"  # e.g. in Lab
+    assert paths.figures_dir("quick", publish=True) == paths.FIGURES_DIR
+    monkeypatch.setenv(paths.PUBLISH_ENV, "1")  # python -m mripkg.reproduce sets it
+    assert paths.figures_dir("quick") == paths.FIGURES_DIR
+    assert paths.figures_dir("smoke") == paths.RUNS_DIR / "smoke" / "figures"

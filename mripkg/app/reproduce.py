@@ -37,12 +37,15 @@ from ..io import atomic_write_text, copy_file
 from ..paths import (
     HOME_ENV,
     NOTEBOOKS_DIR,
+    PUBLISH_ENV,
     REPO_ROOT,
     ROOT_ENV,
+    RUNS_DIR,
     build_dir,
     figures_dir,
     is_checkout,
     results_dir,
+    results_dirs,
     run_dir,
 )
 from ..profiles import PROFILE_ENV, PROFILES, cli_profile, progress_disabled
@@ -175,6 +178,36 @@ def parse_params(items: list[str] | None) -> dict[str, object]:
     return out
 
 
+#: notebook number -> (the notebooks whose outputs it reads, what holds them instead)
+NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "06": (("03", "04"), "explorer.npz"),  # the explorer: attack caches, else the bundle
+}
+
+
+def missing_inputs(selected: list[Path], profile: str) -> str | None:
+    """One line naming the notebooks to run first when a selected notebook reads outputs that
+    neither this selection, nor ``runs/<profile>/``, nor a shipped bundle provides; else
+    ``None``.  (Notebook 06 at quick reads the committed bundle; at smoke and paper a clean
+    clone has none.)"""
+    names = [p.name[:2] for p in selected]
+    for nb, (before, bundle) in NEEDS.items():
+        if nb not in names or all(b in names[: names.index(nb)] for b in before):
+            continue
+        if any((d / bundle).is_file() for d in results_dirs(profile)):
+            continue
+        attacks = RUNS_DIR / profile / "attacks"
+        if attacks.is_dir() and any(attacks.iterdir()):
+            continue
+        first = ",".join(sorted({*before, *names}))
+        return (
+            f"notebook {nb} at profile {profile} reads the outputs of notebooks "
+            f"{' and '.join(before)} (runs/{profile}/attacks) or a bundle "
+            f"results/{profile}/{bundle}, and neither exists: run them first, e.g. "
+            f"python -m mripkg.reproduce --profile {profile} --only {first}"
+        )
+    return None
+
+
 def declared_params(nb_path: Path) -> set[str]:
     """Names assigned in the notebook's ``parameters``-tagged cell (empty without one).
     Parsed with :mod:`ast`, which also sees what ``papermill.inspect_notebook`` skips (a line
@@ -276,6 +309,7 @@ def run_notebook(
         params["data_dir"] = str(resolve_data_dir(data_dir))
     out = out_dir / nb_path.name
     os.environ[PROFILE_ENV] = profile  # the kernel inherits it
+    os.environ[PUBLISH_ENV] = "1"  # quick figures go to figures/ (a Lab session: runs/)
     if not is_checkout() and not os.environ.get(ROOT_ENV):
         os.environ[HOME_ENV] = str(REPO_ROOT)  # installed: the kernel writes where we do
     try:
@@ -487,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     profile = cli_profile(args.profile).name
+    os.environ[PUBLISH_ENV] = "1"  # this run writes the quick figures into figures/
+    missing = missing_inputs(selected, profile)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     out_dir = args.build_dir if args.build_dir is not None else build_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if quiet() else (lambda *a: print(*a, flush=True))
