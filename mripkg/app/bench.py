@@ -29,6 +29,7 @@ import json
 import multiprocessing as mp
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,11 @@ class _SpacedSchedule:
         u = np.linspace(0.0, 1.0, steps) ** self.power
         ts = np.unique(np.round(u * self.t_start).astype(np.int64))[::-1].copy()
         return torch.from_numpy(ts)
+
+
+#: what --models and --levers accept
+BENCH_MODELS = ("resunetpp", "irim", "ddpm")
+LEVERS = ("base", "bf16", "spacing", "compile", "warm_start", "combo", "dds", "attack")
 
 
 def _bench_levers(
@@ -514,6 +520,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     profile = cli_profile(args.profile)
+    models = [m for m in args.models.split(",") if m]
+    levers = tuple(v for v in args.levers.split(",") if v)
+    try:
+        steps = tuple(int(s) for s in args.sampler_steps.split(",") if s)
+    except ValueError:
+        steps = (0,)
+    bad = (
+        [
+            f"unknown model {m!r} (known: {', '.join(BENCH_MODELS)})"
+            for m in models
+            if m not in BENCH_MODELS
+        ]
+        + [f"unknown lever {v!r} (known: {', '.join(LEVERS)})" for v in levers if v not in LEVERS]
+        + (
+            [f"--sampler-steps {args.sampler_steps!r}: positive integers, comma-separated"]
+            if any(s < 1 for s in steps)
+            else []
+        )
+        + (
+            ["--sampler-slices and --lever-slices must be >= 1"]
+            if min(args.sampler_slices, args.lever_slices) < 1
+            else []
+        )
+    )
+    if bad:
+        print(f"error: {bad[0]}", file=sys.stderr)
+        return 2
     setup_torch(profile)
     report: dict[str, Any] = {
         "profile": profile.name,
@@ -524,12 +557,11 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "models": {},
     }
-    for name in [m for m in args.models.split(",") if m]:
+    for name in models:
         print(f"[bench] {name} ...", flush=True)
         res = _in_subprocess("_bench_model", name, profile.name)
         report["models"][name] = res
         print(f"  {json.dumps(res)}", flush=True)
-    steps = tuple(int(s) for s in args.sampler_steps.split(",") if s)
     if steps:
         print("[bench] DDPM sampler: PSNR and time against steps", flush=True)
         report["sampler"] = _in_subprocess(
@@ -538,7 +570,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.attack:
         print("[bench] attack: continuation and plateau stop against the cold attack", flush=True)
         report["attack"] = _in_subprocess("_bench_attack", profile.name)
-    levers = tuple(v for v in args.levers.split(",") if v)
     if levers:
         print("[bench] sampler speed levers (time and PSNR against 1000 steps)", flush=True)
         report["levers"] = _in_subprocess("_bench_levers", profile.name, args.lever_slices, levers)
@@ -551,7 +582,22 @@ def main(argv: list[str] | None = None) -> int:
         path = run_dir(profile.name) / "bench.json"
         atomic_write_json(path, stamp({k: v for k, v in report.items() if k != "levers"}))
         print(f"wrote {path}")
-    return 0
+    failed = _errors(report)
+    for where, msg in failed:
+        print(f"error: {where}: {msg}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _errors(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, message) of every measurement of ``report`` that failed."""
+    out = [(f"model {k}", v["error"]) for k, v in report["models"].items() if "error" in v]
+    for key in ("sampler", "levers", "attack_precision", "attack"):
+        v = report.get(key)
+        if isinstance(v, dict) and "error" in v:
+            out.append((key, v["error"]))
+        elif isinstance(v, dict):
+            out += [(f"lever {r['lever']}", r["error"]) for r in v.get("rows", []) if "error" in r]
+    return out
 
 
 if __name__ == "__main__":

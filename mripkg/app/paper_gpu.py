@@ -51,7 +51,7 @@ from ..fingerprint import stamp
 from ..io import atomic_write_json
 from ..paths import run_dir
 from ..physics import MRIOperator, equispaced_mask
-from ..profiles import Profile, get_profile, setup_torch, with_overrides
+from ..profiles import Profile, cli_profile, get_profile, setup_torch, with_overrides
 
 SUPERVISED = models.SUPERVISED
 
@@ -606,6 +606,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan is not None:
         print(plan_markdown(args.plan))
         return 0
+    cli_profile(args.profile)  # an unknown name: one line, exit 2
+    for flag, value in (
+        ("--train-seconds", args.train_seconds),
+        ("--train-subjects", args.train_subjects),
+        ("--batch-size", args.batch_size),
+    ):
+        if not value > 0:
+            ap.error(f"{flag} must be positive, got {value}")
+    if args.attack_slices < 0:
+        ap.error(f"--attack-slices must be >= 0 (0: the profile's), got {args.attack_slices}")
+    if args.costs_from is not None and not args.costs_from.is_file():
+        ap.error(f"--costs-from {args.costs_from}: no such file")
     out = args.out if args.out is not None else run_dir(args.profile) / "gpu"
     res = run(
         out,

@@ -24,6 +24,7 @@ import argparse
 import ast
 import datetime as dt
 import json
+import math
 import os
 import re
 import sys
@@ -48,7 +49,7 @@ from ..paths import (
     results_dirs,
     run_dir,
 )
-from ..profiles import PROFILE_ENV, PROFILES, cli_profile, progress_disabled
+from ..profiles import PROFILE_ENV, PROFILES, cli_profile, parse_eps_grid, progress_disabled
 from ..report.figures import FIGURE_CLAIMS, figure_files
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
@@ -236,7 +237,43 @@ def params_per_notebook(
     if unused:
         names = ", ".join(nb.name for nb in notebooks)
         raise ValueError(f"--param {', '.join(unused)}: not a parameter of {names}")
-    return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in notebooks}
+    types: dict[str, str] = {}
+    for nb in notebooks:
+        types.update(declared_types(nb))
+    checked = {k: check_param(k, v, types.get(k, "")) for k, v in params.items()}
+    return {nb: {k: v for k, v in checked.items() if k in declared[nb]} for nb in notebooks}
+
+
+def declared_types(nb_path: Path) -> dict[str, str]:
+    """{name: annotation as written} of the annotated assignments in the ``parameters``
+    cell (``eps_grid: list[float] = []`` -> ``{"eps_grid": "list[float]"}``)."""
+    import nbformat
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    out: dict[str, str] = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                    out[node.target.id] = ast.unparse(node.annotation)
+    return out
+
+
+def check_param(name: str, value: object, annotation: str) -> object:
+    """``value`` of parameter ``name`` checked strictly where a wrong one would fail late or
+    silently: an eps list (``list[float]``, name with ``eps``) through
+    :func:`mripkg.profiles.parse_eps_grid`, a single eps as a finite number in [0, 1].
+    ``ValueError`` with one line naming the problem."""
+    if "eps" not in name:
+        return value
+    if annotation.startswith(("list", "tuple")):
+        return list(parse_eps_grid(value, name))
+    if annotation in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
+    return value
 
 
 def with_run_defaults(

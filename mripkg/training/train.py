@@ -891,6 +891,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         ap.error(f"--steps must be a positive integer, got {args.steps}")
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be a positive integer, got {args.threads}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        ap.error(f"--max-minutes must be positive, got {args.max_minutes}")
     profile = cli_profile(args.profile)
     if args.threads is not None:
         profile = dataclasses.replace(profile, threads=args.threads)
