@@ -23,6 +23,7 @@ import hashlib
 import os
 import warnings
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -419,33 +420,41 @@ def _progress(total: int, what: str):
 
 @functools.lru_cache(maxsize=4)
 def _embedded_dataset(
-    cfg: DataConfig, normalise: str = "minmax", skull: bool = False
+    cfg: DataConfig,
+    normalise: str = "minmax",
+    skull: bool = False,
+    names: tuple[str, ...] = SPLITS,
 ) -> MRIDataset:
     mni, mni_vox = load_volume(embedded_path("mni152"))
     colin, colin_vox = load_volume(embedded_path("colin27"))
     parts: dict[str, list] = {"train": [], "val": [], "test_id": []}
     n_tv = cfg.n_train_subjects + cfg.n_val_subjects
-    bar = _progress(n_tv + cfg.n_test_id_subjects, "pseudo-subjects")
-    for i in range(n_tv):
+    # each pseudo-subject has its own seeded generator: building only some splits gives
+    # exactly the slices of the full build
+    tv = [i for i in range(n_tv) if ("train" if i < cfg.n_train_subjects else "val") in names]
+    n_tid = cfg.n_test_id_subjects if "test_id" in names else 0
+    bar = _progress(len(tv) + n_tid, "pseudo-subjects")
+    for i in tv:
         split = "train" if i < cfg.n_train_subjects else "val"
         stack = pseudo_subject(mni, mni_vox, cfg, cfg.split_seed, i, normalise)
         stride = cfg.slice_stride
         parts[split].append(_slices_from_stack(stack, f"mni-pseudo-{i:03d}", cfg, stride))
         bar.update()
-    for i in range(cfg.n_test_id_subjects):
+    for i in range(n_tid):
         stack = pseudo_subject(mni, mni_vox, cfg, cfg.test_id_seed, i, normalise)
         parts["test_id"].append(_slices_from_stack(stack, f"mni-heldout-{i:03d}", cfg, 1))
         bar.update()
     bar.close()
     test = _colin_test(cfg, colin, colin_vox, normalise)
-    test_id = _make_split("test_id", parts["test_id"])
-    test_id = test_id.subset(_evenly(len(test_id), cfg.n_test_slices))
-    splits = {
-        "train": _make_split("train", parts["train"]),
-        "val": _make_split("val", parts["val"]),
-        "test": test,
-        "test_id": test_id,
-    }
+    splits = {}
+    for name in ("train", "val"):
+        if name in names:
+            splits[name] = _make_split(name, parts[name])
+    if "test" in names:
+        splits["test"] = test
+    if "test_id" in names:
+        test_id = _make_split("test_id", parts["test_id"])
+        splits["test_id"] = test_id.subset(_evenly(len(test_id), cfg.n_test_slices))
     info = {
         "train": "MNI152 2009a pseudo-subjects",
         "val": "MNI152 2009a pseudo-subjects",
@@ -466,6 +475,7 @@ def _embedded_dataset(
         )
         info["test_skull"] = "Colin27 with skull (ch2), real, unseen: out of domain"
     identity = "embedded" + ("" if normalise == "minmax" else f"|normalise={normalise}")
+    info = {k: v for k, v in info.items() if k in splits}
     return MRIDataset(cfg.image_size, splits, "embedded", info, identity)
 
 
@@ -594,6 +604,7 @@ def load_dataset(
     data_dir: str | os.PathLike | None = None,
     normalise: str = "minmax",
     skull: bool = False,
+    splits: Sequence[str] | None = None,
 ) -> MRIDataset:
     """The profile's data set: the embedded default, or a folder of the user's NIfTI volumes
     (one subject per file, at least :data:`MIN_USER_VOLUMES`, split 80/10/10 by subject with
@@ -605,6 +616,11 @@ def load_dataset(
     ``test_skull``: Colin27 *with* its skull (``ch2``) at the axial positions of ``test``, out
     of the training domain (every training brain is skull-stripped).
 
+    ``splits``: build only these of ``train``, ``val``, ``test``, ``test_id`` (default: all);
+    for the embedded data the others are not made, which saves most of the time and memory
+    when the training split is not needed (notebooks 03-07), and the slices are the same bit
+    for bit.
+
     ``profile``: a :class:`Profile` or a profile name (``"quick"``; ``""`` as for
     :func:`mripkg.profiles.get_profile`).  ``data_dir`` of ``None`` or ``""`` (a notebook's
     default) means the embedded brains.  Deterministic: the same profile gives the same slices,
@@ -614,14 +630,27 @@ def load_dataset(
         profile = get_profile(profile)
     if normalise not in NORMALISATIONS:
         raise ValueError(f"unknown normalise {normalise!r}; choose one of {NORMALISATIONS}")
+    names = SPLITS if splits is None else tuple(s for s in SPLITS if s in splits)
+    unknown = sorted(set(splits or ()) - set(SPLITS))
+    if unknown or not names:
+        raise ValueError(f"splits {list(splits or [])}: choose from {', '.join(SPLITS)}")
     if data_dir is None or str(data_dir) == "":
-        return _embedded_dataset(profile.data, normalise, bool(skull))
+        return _embedded_dataset(profile.data, normalise, bool(skull), names)
     if skull:
         raise ValueError("the test_skull split exists for the embedded data only")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data_dir is not a folder: {data_dir}")
-    return _user_dataset(profile.data, data_dir, profile.data.split_seed, normalise)
+    ds = _user_dataset(profile.data, data_dir, profile.data.split_seed, normalise)
+    if names != SPLITS:
+        ds = MRIDataset(
+            ds.image_size,
+            {k: ds.splits[k] for k in names},
+            ds.source,
+            {k: v for k, v in ds.info.items() if k in names},
+            ds.identity,
+        )
+    return ds
 
 
 def load_test_split(profile: Profile, data_dir: str | os.PathLike | None = None) -> Split:

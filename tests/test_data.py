@@ -359,3 +359,15 @@ def test_unusable_volumes_are_left_out_with_a_warning(tmp_path):
     every = set().union(*(set(s.subject_ids) for s in ds.splits.values()))
     assert every == {f"s{i:02d}.nii.gz" for i in range(MIN_USER_VOLUMES)}
     assert len(ds["test"]) == 2  # 10 % of the 15 usable volumes, one slice each
+
+
+def test_only_some_splits_are_built_bit_for_bit(smoke_ds):
+    ds = load_dataset(SMOKE, splits=("test", "val"))
+    assert list(ds.splits) == ["val", "test"] and ds.identity == smoke_ds.identity
+    for name in ("val", "test"):
+        assert torch.equal(ds[name].images, smoke_ds[name].images), name
+        assert ds[name].subjects == smoke_ds[name].subjects
+    with pytest.raises(KeyError, match="no split 'train'"):
+        ds["train"]
+    with pytest.raises(ValueError, match="choose from train, val, test, test_id"):
+        load_dataset(SMOKE, splits=("tset",))
