@@ -152,3 +152,25 @@ def test_tv_denoise_prox() -> None:
     assert total_variation(z).sum() < total_variation(x).sum()
     with pytest.raises(ValueError, match="TV weight"):
         tv_denoise(x, -0.1)
+
+
+def test_checkpointed_iterations_give_the_same_values_and_gradients(monkeypatch):
+    from mripkg.models import tv as tvmod
+    from mripkg.physics import equispaced_mask, fft2c, undersample
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 32, 32, generator=g)
+    mask = equispaced_mask(32)
+    y0 = undersample(fft2c(x), mask)
+
+    def run(every):
+        monkeypatch.setattr(tvmod, "CHECKPOINT_EVERY", every)
+        y = y0.clone().requires_grad_(True)
+        out = tvmod.tv_reconstruct(y, mask, 0.02, 25)
+        (out - x).pow(2).sum().backward()
+        return out.detach(), y.grad
+
+    chunked, whole = run(10), run(1000)  # 10 + 10 + 5 iterations against one piece
+    assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
+    with torch.no_grad():  # no autograd: no checkpointing, the same result
+        assert torch.equal(tvmod.tv_reconstruct(y0, mask, 0.02, 25), whole[0])
