@@ -74,7 +74,7 @@ readme: venv
 
 # Needs nothing running: the executed notebooks of build/$(PROFILE)/ and results/$(PROFILE)/.
 site: venv
-	$(PYTHON) -m mripkg.site --profile $(PROFILE)
+	$(PYTHON) -m mripkg.app.site --profile $(PROFILE)
 
 test: venv
 	rm -rf runs/smoke

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mripkg import bench, lab, paper_gpu, readme, reproduce, site, train
+from mripkg.app import bench, lab, paper_gpu, reproduce, site
+from mripkg.report import readme
+from mripkg.training import train
 
 
 @pytest.mark.parametrize(

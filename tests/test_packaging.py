@@ -70,8 +70,8 @@ def test_wheel_within_budget_and_ships_what_the_explorer_needs(wheel):
         "mripkg/results/quick/metrics_transfer_per_slice.csv",
         "mripkg/notebooks/06_explorer.ipynb",
         "mripkg/weights/quick/ddpm.safetensors",
-        "mripkg/lab.py",
-        "mripkg/site.py",
+        "mripkg/app/lab.py",
+        "mripkg/app/site.py",
     ):
         assert needed in names, needed
     assert not any(n.startswith("mripkg/results/smoke") for n in names)
@@ -83,7 +83,7 @@ def test_installed_package_opens_the_explorer_from_an_empty_folder(wheel, tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     code = (
-        "import mripkg.paths as p, mripkg.explorer as e\n"
+        "import mripkg.paths as p, mripkg.app.explorer as e\n"
         "assert not p.is_checkout()\n"
         "print(p.results_dirs('quick'))\n"
         "ex = e.explore('quick')\n"

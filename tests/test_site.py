@@ -8,7 +8,7 @@ import json
 import nbformat
 import pytest
 
-from mripkg import lab, site
+from mripkg.app import lab, site
 
 PNG = base64.b64encode(
     bytes.fromhex(
@@ -134,7 +134,7 @@ def test_claims_of_figure():
 
 
 def test_every_paper_claim_has_a_figure():
-    from mripkg.figures import FIGURE_CLAIMS
+    from mripkg.report.figures import FIGURE_CLAIMS
 
     by_claim = site.figures_by_claim(FIGURE_CLAIMS)
     assert set(by_claim) >= {"1", "2", "3", "4", "5"}

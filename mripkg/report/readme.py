@@ -1,9 +1,9 @@
 """Generate the result tables of README.md and docs/*.md from the committed results, so
 numbers never drift.
 
-    python -m mripkg.readme                 # rewrite README.md and docs/*.md between the markers
-    python -m mripkg.readme --check         # exit 1 if any of them differs from what files give
-    python -m mripkg.readme docs/results.md # only the files named
+    python -m mripkg.report.readme              # rewrite README.md and docs/*.md between markers
+    python -m mripkg.report.readme --check      # exit 1 if any differs from what the files give
+    python -m mripkg.report.readme docs/x.md    # only the files named
 
 Each generated block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in a
 Markdown file; ``NAME`` is a key of :data:`SECTIONS`, a function ``results_dir -> markdown`` that
@@ -850,7 +850,9 @@ def markdown_files(root: Path = REPO_ROOT) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mripkg.readme", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m mripkg.report.readme", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("files", nargs="*", type=Path, help="default: README.md and docs/*.md")
     ap.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
     ap.add_argument("--readme", type=Path, default=None, help="only this file (old spelling)")
@@ -892,7 +894,7 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         names = ", ".join(p.name for p in stale)
         print(
-            f"{names} out of date with {args.results}: run python -m mripkg.readme",
+            f"{names} out of date with {args.results}: run python -m mripkg.report.readme",
             file=sys.stderr,
         )
         return 1

@@ -1,9 +1,9 @@
 """Put the notebooks into a folder of yours and open JupyterLab there.
 
-    python -m mripkg.lab ~/mri                 # copy notebooks 01-07 to ~/mri, open Lab there
-    python -m mripkg.lab ~/mri --only 06       # just the explorer, opened at once
-    python -m mripkg.lab ~/mri --port 8890 -- --no-browser   # after --: jupyter lab's own options
-    python -m mripkg.lab ~/mri --copy-only     # copy, do not start Lab
+    python -m mripkg.app.lab ~/mri              # copy notebooks 01-07 to ~/mri, open Lab there
+    python -m mripkg.app.lab ~/mri --only 06    # just the explorer, opened at once
+    python -m mripkg.app.lab ~/mri --port 8890 -- --no-browser   # after --: Lab's own options
+    python -m mripkg.app.lab ~/mri --copy-only  # copy, do not start Lab
 
 Works from a checkout and from the installed wheel alike (the notebooks are package data).
 Existing files in the folder are kept (say ``--force`` to overwrite them).  The Lab server runs
@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .paths import HOME_ENV, NOTEBOOKS_DIR
+from ..paths import HOME_ENV, NOTEBOOKS_DIR
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 
@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    ap = argparse.ArgumentParser(prog="python -m mripkg.lab", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m mripkg.app.lab", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("dir", type=Path, help="folder to put the notebooks in (created)")
     ap.add_argument("--only", default=None, help="notebook numbers, e.g. 06 or 01,06")
     ap.add_argument("--port", type=int, default=None, help="Lab's port (default: Lab's own)")

@@ -1,7 +1,7 @@
 """Build the companion's static web site from executed notebooks and the result files.
 
-    python -m mripkg.site --profile quick        # (make site) -> build/site/quick/index.html
-    python -m mripkg.site --profile smoke        # from a smoke run, e.g. to check the build
+    python -m mripkg.app.site --profile quick        # (make site) -> build/site/quick/index.html
+    python -m mripkg.app.site --profile smoke        # from a smoke run, e.g. to check the build
 
 Nothing runs: the pages are made from what a run left behind.
 
@@ -11,7 +11,7 @@ Nothing runs: the pages are made from what a run left behind.
   claim's rule, its comparisons and the figures and notebooks that test it (from
   :data:`mripkg.figures.FIGURE_CLAIMS`);
 * ``docs/*.md``: the long sections of the README (results, benchmarks, deviations, profiles,
-  package, ...), their generated tables filled by ``python -m mripkg.readme``;
+  package, ...), their generated tables filled by ``python -m mripkg.report.readme``;
 * the figures of the profile (``figures/`` for quick, ``runs/<profile>/figures/`` otherwise).
 
 The source tree is assembled in ``build/site-src/<profile>/`` and rendered by Sphinx (myst-nb,
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .paths import BUILD_DIR, REPO_ROOT, RUNS_DIR, source_root
+from ..paths import BUILD_DIR, REPO_ROOT, RUNS_DIR, source_root
 
 DOCS_DIR: Path = REPO_ROOT / "docs"
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
@@ -159,7 +159,7 @@ def claim_page(
 
 def scorecard_page(claims: Mapping[str, Any], profile: str) -> str:
     """The scorecard page: the generated table, then a link per claim."""
-    from .claims import scorecard_markdown
+    from ..report.claims import scorecard_markdown
 
     lines = [
         "# Scorecard: the paper's claims",
@@ -220,7 +220,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 STATIC_NOTE = (
     "*A static snapshot of an interactive widget, as the run left it; open the notebook in "
-    "JupyterLab (`make lab`, `python -m mripkg.lab DIR`) or on Binder to use it.*"
+    "JupyterLab (`make lab`, `python -m mripkg.app.lab DIR`) or on Binder to use it.*"
 )
 
 
@@ -335,7 +335,7 @@ def assemble(
 ) -> dict[str, Any]:
     """Write the Sphinx source tree for ``profile`` into ``src`` (emptied first).  Returns a
     summary: notebooks, claims, doc pages, missing notebooks."""
-    from .figures import FIGURE_CLAIMS
+    from ..report.figures import FIGURE_CLAIMS
 
     notebooks = executed_notebooks(profile, build)
     results = Path(results) if results is not None else REPO_ROOT / "results" / profile
@@ -407,9 +407,11 @@ def build_html(src: Path, out: Path, conf_dir: Path = DOCS_DIR, quiet: bool = Tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .profiles import PROFILES
+    from ..profiles import PROFILES
 
-    ap = argparse.ArgumentParser(prog="python -m mripkg.site", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m mripkg.app.site", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
     ap.add_argument("--out", type=Path, default=None, help="default build/site/<profile>")
     args = ap.parse_args(argv)
