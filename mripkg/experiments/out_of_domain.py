@@ -80,9 +80,15 @@ def out_of_domain_table(
     weights_id: str = "",
     batch_size: int = 8,
     progress: bool | None = None,
+    data_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """PSNR / SSIM (paper convention) of every model under each condition of
     :func:`out_of_domain_splits`.
+
+    The conditions are made from the embedded Colin27 brain (with and without its skull);
+    ``"data"`` in the result names them.  With a user folder (``data_dir`` not empty) nothing
+    is run: the result is ``{"data": ..., "skipped": reason}``, so that a run on your data never
+    reports the embedded brain's numbers as yours.
 
     The fast models reconstruct every test slice; the diffusion model (if in ``models``) only
     ``diffusion_slices`` of them, evenly spread, through :class:`mripkg.robustness.Target`
@@ -95,6 +101,15 @@ def out_of_domain_table(
     from ..evaluation.selection import spread_ids
     from ..evaluation.targets import ReconCache, Target
 
+    if data_dir is not None and str(data_dir) != "":
+        return {
+            "data": f"your folder {data_dir}",
+            "skipped": (
+                f"Out-of-domain section skipped: data_dir is set ({data_dir}), and its conditions "
+                "(skull, scaling, an outlier voxel) are built from the embedded Colin27 brain, "
+                "not from your volumes; run without data_dir to see them."
+            ),
+        }
     mask = equispaced_mask(profile.image_size)
     conditions = out_of_domain_splits(profile)
     cache = ReconCache(cache_dir) if cache_dir is not None else None
@@ -129,4 +144,9 @@ def out_of_domain_table(
                 row[f"{name}_psnr_sub"] = row[f"{name}_psnr"]
         rows.append(row)
     diff_info["seconds"] = round(diff_info["seconds"], 1)
-    return {"rows": rows, "diffusion": diff_info}
+    n = len(next(iter(conditions.values()))[1])
+    return {"data": DATA_LABEL.format(n=n), "rows": rows, "diffusion": diff_info}
+
+
+#: what the out-of-domain conditions are made from (the result's ``"data"``)
+DATA_LABEL = "the embedded Colin27 brain (ch2bet, skull-stripped; ch2, with skull), {n} test slices"

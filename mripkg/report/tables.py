@@ -62,7 +62,10 @@ def clean_table(summary: Mapping[str, Mapping[str, float]], title: str = "") -> 
 
 def format_out_of_domain(result: dict[str, Any], models: Sequence[str]) -> str:
     """Markdown table of :func:`out_of_domain_table`: PSNR dB / SSIM per model and condition
-    (the diffusion model on its subset of slices, named in the header)."""
+    (the diffusion model on its subset of slices, named in the header), after a line naming
+    the data when the result does (``"data"``); a skipped run gives its reason."""
+    if "skipped" in result:
+        return str(result["skipped"])
     n_diff = result["diffusion"]["slices"]
     head = ["condition"] + [
         f"{LABELS.get(m, m)}" + (f" ({n_diff} slices)" if m == "diffusion" else "") for m in models
@@ -73,6 +76,8 @@ def format_out_of_domain(result: dict[str, Any], models: Sequence[str]) -> str:
         for m in models:
             cells.append(f"{r[f'{m}_psnr']:.2f} / {r[f'{m}_ssim']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
+    if result.get("data"):
+        lines = [f"Data: {result['data']}.", "", *lines]
     return "\n".join(lines)
 
 
