@@ -371,3 +371,20 @@ def test_only_some_splits_are_built_bit_for_bit(smoke_ds):
         ds["train"]
     with pytest.raises(ValueError, match="choose from train, val, test, test_id"):
         load_dataset(SMOKE, splits=("tset",))
+
+
+def test_training_from_a_partial_dataset_loads_the_whole_one(monkeypatch, tmp_path):
+    from mripkg.training import train as train_mod
+
+    seen = {}
+
+    def fake_train(name, profile, dataset, **kw):
+        seen["splits"] = sorted(dataset.splits)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(train_mod, "train_model", fake_train)
+    monkeypatch.setattr(train_mod, "shipped_weights_dir", lambda name: tmp_path)
+    partial = load_dataset(SMOKE, splits=("test",))
+    with pytest.raises(RuntimeError, match="stop"):
+        train_mod.load_or_train("irim", SMOKE, partial)
+    assert seen["splits"] == ["test", "test_id", "train", "val"]

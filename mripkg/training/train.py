@@ -798,6 +798,9 @@ def load_or_train(
             f"in the checkout's weights/{profile.name}/ and in the package); reinstall mripkg, "
             "or pass retrain=True to train them here (hours on a CPU)"
         )
+    if dataset is not None and not {"train", "val"} <= set(dataset.splits):
+        # built without its training split (load_dataset(splits=...)): training needs it all
+        dataset = load_dataset(profile, None if dataset.source == "embedded" else dataset.source)
     res = train_model(name, profile, dataset, resume=not retrain, on_mismatch="fresh")
     for q in res.net.parameters():
         q.requires_grad_(False)
