@@ -23,7 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ERROR_MARKERS = re.compile(r"Traceback \(most recent call last\)|\b\w+Error: |\bException: ")
-SHOTS = ("index.html", "scorecard.html", "claims/claim-1.html", "notebooks/06_explorer.html")
+SHOTS = (
+    "index.html",
+    "scorecard.html",
+    "claims/claim-1.html",
+    "notebooks/02_training.html",
+    "notebooks/06_explorer.html",
+    "docs/results.html",
+)
 
 
 def serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
