@@ -114,5 +114,6 @@ def test_out_of_domain_table(tmp_path):
     assert again["diffusion"]["computed"] == 0  # from the reconstruction cache
     assert again["rows"] == res["rows"]
     table = format_out_of_domain(res, list(models))
-    assert table.count("\n") == 8 and "diffusion (2 slices)" in table
+    assert table.count("\n") == 10 and "diffusion (2 slices)" in table
+    assert table.startswith("Data: the embedded Colin27")
     assert "diffusion" in out_of_domain_summary(res)
