@@ -38,12 +38,12 @@ def test_out_of_domain_table_has_every_model_column():
 
 
 def test_readme_check_fails_when_a_generated_table_loses_a_column(tmp_path, capsys):
-    text = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    text = (paths.REPO_ROOT / "docs" / "out-of-domain.md").read_text(encoding="utf-8")
     start = text.index("<!-- results:out_of_domain -->")
     end = text.index("<!-- /results:out_of_domain -->")
     block = text[start:end]
     wider = block.replace("| condition |", "| condition | extra |").replace("|---|", "|---|---|", 1)
-    bad = tmp_path / "README.md"
+    bad = tmp_path / "out-of-domain.md"
     bad.write_text(text.replace(block, wider), encoding="utf-8")
     assert readme.main(["--check", "--readme", str(bad)]) == 1
     assert "lost column(s) ['extra']" in capsys.readouterr().err
