@@ -34,7 +34,7 @@ def test_bench_failed_measurement_exits_non_zero(monkeypatch, capsys, tmp_path):
     assert bench.main(["--profile", "smoke", "--models", "irim", "--sampler-steps", ""]) == 1
     assert "error: model irim: RuntimeError: out of memory" in capsys.readouterr().err
     ok = {"rows": [{"lever": "bf16", "error": "boom"}, {"lever": "base", "s_per_slice": 1.0}]}
-    assert bench._errors({"models": {}, "levers": ok}) == [("lever bf16", "boom")]
+    assert bench._errors({"models": {}, "levers": ok}) == [("levers bf16", "boom")]
 
 
 @pytest.mark.parametrize(

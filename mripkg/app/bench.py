@@ -596,7 +596,11 @@ def _errors(report: dict[str, Any]) -> list[tuple[str, str]]:
         if isinstance(v, dict) and "error" in v:
             out.append((key, v["error"]))
         elif isinstance(v, dict):
-            out += [(f"lever {r['lever']}", r["error"]) for r in v.get("rows", []) if "error" in r]
+            out += [
+                (f"{key} {r.get('lever', r.get('variant', '?'))}", r["error"])
+                for r in v.get("rows", [])
+                if isinstance(r, dict) and "error" in r
+            ]
     return out
 
 
