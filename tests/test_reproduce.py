@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -266,3 +267,15 @@ def test_quick_figures_go_to_figures_only_when_publishing(monkeypatch):
     monkeypatch.setenv(paths.PUBLISH_ENV, "1")  # python -m mripkg.reproduce sets it
     assert paths.figures_dir("quick") == paths.FIGURES_DIR
     assert paths.figures_dir("smoke") == paths.RUNS_DIR / "smoke" / "figures"
+
+
+def test_memory_watch_ignores_children_that_ran_before_it() -> None:
+    pytest.importorskip("psutil")
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    try:
+        with MemoryWatch(interval_s=0.1) as idle:
+            time.sleep(0.5)
+        assert idle.peak_gb is None  # the older child is not this watch's kernel
+    finally:
+        old.kill()
+        old.wait()

@@ -71,14 +71,17 @@ class RunRecord:
 
 class MemoryWatch:
     """Sample the summed resident memory of this process's children (the papermill kernel)
-    every ``interval_s`` in a background thread; ``peak_gb`` is the largest sample.  Needs
-    psutil (an ipykernel dependency); without it ``peak_gb`` stays ``None``."""
+    every ``interval_s`` in a background thread; ``peak_gb`` is the largest sample.  Children
+    that already ran when the watch started (e.g. a multiprocessing resource tracker left by
+    earlier work) are not counted.  Needs psutil (an ipykernel dependency); without it
+    ``peak_gb`` stays ``None``."""
 
     def __init__(self, interval_s: float = 0.5) -> None:
         self.interval_s = interval_s
         self.peak_gb: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._before: set[int] = set()
 
     def _sample(self) -> None:
         import psutil
@@ -87,6 +90,8 @@ class MemoryWatch:
         while not self._stop.is_set():
             total = 0
             for child in me.children(recursive=True):
+                if child.pid in self._before:
+                    continue
                 try:
                     total += child.memory_info().rss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -98,9 +103,10 @@ class MemoryWatch:
 
     def __enter__(self) -> MemoryWatch:
         try:
-            import psutil  # noqa: F401
+            import psutil
         except ImportError:
             return self
+        self._before = {p.pid for p in psutil.Process().children(recursive=True)}
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
