@@ -3,6 +3,7 @@ on 32 x 32 phantoms with tiny models (fast, CPU)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -569,3 +570,37 @@ def test_step_size_scores_normalise_each_problem() -> None:
         whitebox.step_size_scores({1.0: h1, 3.0: h3[:, :1]})
     with pytest.raises(ValueError, match="no step sizes"):
         whitebox.step_size_scores({})
+
+
+def _old_recon_key(target: targets.Target, y1: Tensor, slice_id: int) -> str:
+    """The reconstruction cache's key before mripkg.io.cache_key, written out literally."""
+    sid = f"|slice={int(slice_id)}" if target.stochastic else ""
+    h = hashlib.sha256((target.tag + sid).encode())
+    h.update(targets._y_digest(y1))
+    return h.hexdigest()[:32]
+
+
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_recon_cache_written_under_the_old_key_still_reads(data, diff, tiny, tmp_path, stochastic):
+    """An entry stored under the old key scheme is found (not recomputed) through the adapter;
+    new entries take the new key, and the two schemes name the entry differently."""
+    model = diff if stochastic else tiny
+    cache = targets.ReconCache(tmp_path / "recons")
+    old = targets.Target("m", model, data.mask, weights_id="w", cache=cache)
+    marks = {}
+    for i, sid in enumerate(data.slice_ids):
+        key = _old_recon_key(old, data.y[i], sid)
+        assert key != old.key(data.y[i], sid)
+        marks[sid] = torch.full((1, N, N), float(i + 1))  # no model gives this
+        cache.save("m", key, marks[sid])
+    t = targets.Target("m", model, data.mask, weights_id="w", cache=cache)
+    assert t.pending(data.y, data.slice_ids) == 0
+    out = t(data.y, data.slice_ids)
+    assert t.computed == 0
+    assert all(torch.equal(out[i], marks[s]) for i, s in enumerate(data.slice_ids))
+    # a new entry is written under the new key only
+    fresh = targets.Target("m", model, data.mask, weights_id="v", cache=cache)
+    fresh(data.y[:1], data.slice_ids[:1])
+    assert fresh.computed == 1
+    assert cache.path("m", fresh.key(data.y[0], data.slice_ids[0])).is_file()
+    assert not cache.path("m", _old_recon_key(fresh, data.y[0], data.slice_ids[0])).is_file()
