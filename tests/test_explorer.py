@@ -110,7 +110,7 @@ def runs(tmp_path_factory, test_split, models):
     a = PROFILE.attack
     mask = equispaced_mask(N)
     data = selection.slice_set(test_split, mask, a.n_slices)
-    cache = explorer.AttackCache(PROFILE.name, root / "attacks")
+    cache = explorer.AttackCache(PROFILE, root / "attacks")
     eps = [0.0, 0.02, 0.04, 0.08]
     attacks = {
         m: attack_runs.run_whitebox(
@@ -119,7 +119,7 @@ def runs(tmp_path_factory, test_split, models):
             data,
             eps,
             attack_runs.attack_settings(PROFILE, METAS[m]),
-            profile=PROFILE.name,
+            profile=PROFILE,
             cache=cache,
             progress=False,
         )

@@ -49,7 +49,7 @@ def test_progress_shown_unless_ci_or_tqdm_disable(monkeypatch, env, hidden):
         monkeypatch.setenv(k, v)
     assert progress_disabled() is hidden
     assert reproduce.quiet() is hidden
-    assert (reproduce.progress_bar(Path("01_data.ipynb"), "smoke") is False) is hidden
+    assert (reproduce.progress_bar(Path("01_data.ipynb"), SMOKE) is False) is hidden
     assert progress_disabled(True) is False and progress_disabled(False) is True
 
 
@@ -144,7 +144,7 @@ def test_export_results_copies_the_summary_files(monkeypatch, tmp_path):
     (runs / "bench.json").write_text("{}")
     monkeypatch.setattr(reproduce, "run_dir", lambda profile: runs)
     monkeypatch.setattr(reproduce, "results_dir", lambda profile: res)
-    copied = reproduce.export_results("quick")
+    copied = reproduce.export_results(QUICK)
     assert sorted(p.name for p in copied) == ["metrics_clean.json", "metrics_clean_per_slice.csv"]
     assert sorted(p.name for p in res.iterdir()) == sorted(p.name for p in copied)
 

@@ -286,7 +286,7 @@ class Study:
         self.models = models
         self.metas = metas
         self.root = Path(root) if root is not None else paths.RUNS_DIR / profile.name
-        self.cache = AttackCache(profile.name, self.root / "attacks")
+        self.cache = AttackCache(profile, self.root / "attacks")
         self.recon_cache = targets.ReconCache(self.root / "recons")
         self.settings: dict[str, AttackSettings] = {
             m: attack_runs.attack_settings(profile, metas.get(m)) for m in SOURCES
@@ -789,7 +789,7 @@ class Study:
                 one,
                 [eps],
                 self.settings["diffusion"],
-                profile=self.profile.name,
+                profile=self.profile,
                 steps=a.diffusion_steps,
                 samples=a.diffusion_eot_samples,
                 cache=self.cache,
@@ -801,7 +801,7 @@ class Study:
             one,
             [eps],
             self.settings[source],
-            profile=self.profile.name,
+            profile=self.profile,
             batch_size=1,
             cache=self.cache,
             progress=progress,

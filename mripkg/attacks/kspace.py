@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 
 from ..io import _atomic_write_text, cache_key, sha256_file
 from ..physics import fft2c, ifft2c, kspace_norm
-from ..profiles import progress_disabled
+from ..profiles import Profile, progress_disabled
 
 #: ``f(y, mask) -> image``: y complex ``[N, 1, H, W]``, mask bool ``[W]``,
 #: image real ``[N, 1, H, W]``.
@@ -806,7 +806,7 @@ class AttackSettings:
             raise ValueError(f"ladder must be increasing eps >= 0, got {self.ladder!r}")
 
     @classmethod
-    def from_profile(cls, profile: Any, **overrides: Any) -> AttackSettings:
+    def from_profile(cls, profile: Profile, **overrides: Any) -> AttackSettings:
         """Steps, ``lr_rel`` and seed from a :class:`mripkg.profiles.Profile`."""
         base = {
             "steps": profile.attack.steps,

@@ -430,7 +430,7 @@ class OpenQuestions:
         settings = {m: attack_settings(prof, metas[m]) for m in sources}
         todo, per = {}, {}
         for m in sources:
-            todo[m] = missing_pairs(m, tdata, t_eps, settings[m], profile=prof.name)
+            todo[m] = missing_pairs(m, tdata, t_eps, settings[m], profile=prof)
             per[m] = time_attack_step(models[m], tdata, batch_size) if todo[m] else 0.0
         print(f"slices {tdata.slice_ids}, eps {t_eps}, {a.steps} Adam steps")
         for m in sources:
@@ -439,7 +439,7 @@ class OpenQuestions:
         t0 = time.perf_counter()
         self.attacks = attacks = {
             m: run_whitebox(
-                models[m], m, tdata, t_eps, settings[m], profile=prof.name, batch_size=batch_size
+                models[m], m, tdata, t_eps, settings[m], profile=prof, batch_size=batch_size
             )
             for m in sources
         }

@@ -190,9 +190,9 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
-def _training(profile: str, name: str) -> tuple[str, str]:
+def _training(profile_name: str, name: str) -> tuple[str, str]:
     """(``"162 k"``, ``"1500 steps, 17 CPU-min"``) from the shipped weights and sidecar."""
-    d = shipped_weights_dir(profile)
+    d = shipped_weights_dir(profile_name)
     if not (d / f"{name}.json").is_file():
         return "?", "trained in the run"
     meta = json.loads((d / f"{name}.json").read_text(encoding="utf-8"))

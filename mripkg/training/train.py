@@ -513,7 +513,7 @@ class _Session:
                 self.validate(step + 1 if total > self.start else self.start)
             atomic_write_json(self.hist_path, history)
         self.ranks.barrier()  # the best checkpoint is on disk for every rank
-        state, meta = load_weights(self.best_path, self.profile.name, name)
+        state, meta = load_weights(self.best_path, self.profile, name)
         net = self.net
         net.load_state_dict(state)
         net.eval()
@@ -724,7 +724,7 @@ def import_resume_state(
     name: str, profile: Profile, path: Path, state_path: Path, net: nn.Module, opt
 ) -> None:
     """Turn a portable resume point into a local training state (fresh Adam moments)."""
-    tensors, meta = load_weights(path, profile.name, name, model_config(name, net))
+    tensors, meta = load_weights(path, profile, name, model_config(name, net))
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     net.load_state_dict(model)
@@ -760,7 +760,7 @@ def load_model(name: str, profile: Profile, path: Path | None = None) -> tuple[n
         if path is not None
         else shipped_weights_dir(profile.name) / f"{name}.safetensors"
     )
-    state, meta = load_weights(p, profile.name, name, model_config(name, net))
+    state, meta = load_weights(p, profile, name, model_config(name, net))
     net.load_state_dict(state)
     net.eval()
     for q in net.parameters():
@@ -819,7 +819,7 @@ def ship(
     dB; ``note`` (e.g. how the run deviated from the profile's recipe) goes into the JSON
     sidecar."""
     best, _, hist = _paths(name, profile, out_dir)
-    state, meta = load_weights(best, profile.name, name)
+    state, meta = load_weights(best, profile, name)
     dst = shipped_weights_dir(profile.name) / f"{name}.safetensors"
     use16 = False
     if fp16:
