@@ -163,13 +163,16 @@ def test_import_is_lazy_and_exposes_submodules():
         mripkg.nope  # noqa: B018
 
 
-def test_load_dataset_takes_a_profile_name(monkeypatch):
-    monkeypatch.delenv(PROFILE_ENV, raising=False)
-    by_name, by_profile = load_dataset("smoke", ""), load_dataset(SMOKE)
-    assert by_name["test"].images.shape == by_profile["test"].images.shape
-    assert bool((by_name["test"].images == by_profile["test"].images).all())
-    with pytest.raises(ValueError, match="unknown profile 'tiny'"):
-        load_dataset("tiny")
+def test_a_profile_name_is_resolved_at_the_edge_only():
+    """Below the command line and the notebook parameter everything takes a Profile: a name
+    passed by mistake is refused with a message saying how to resolve it."""
+    from mripkg.attacks import AttackCache
+    from mripkg.profiles import check_profile
+
+    assert check_profile(SMOKE) is SMOKE
+    for call in (lambda: load_dataset("smoke"), lambda: AttackCache("smoke")):
+        with pytest.raises(TypeError, match="get_profile"):
+            call()
 
 
 # ------------------------------------------------------------------------------------------
