@@ -49,7 +49,7 @@ from ..evaluation.stats import clear_word, excess_over_control
 from ..evaluation.summaries import transfer_summary, whitebox_summary
 from ..evaluation.targets import ReconCache, Target
 from ..io import all_finite, read_json, write_json
-from ..models import LABELS
+from ..models import LABELS, SUPERVISED
 from ..models.ddpm import DiffusionReconstructor
 from ..paths import REPO_ROOT, results_dir, run_dir
 from ..profiles import Profile
@@ -301,7 +301,7 @@ def summary_markdown(
             f"amplification {r['amplification'][k]:.2f} "
             f"(control {r['control_amplification'][k]:.2f})."
         )
-    for s in ("resunetpp", "irim"):
+    for s in SUPERVISED:
         lines.append(
             f"* {labels[s]} -> TV at ε {eps:g}: {table['tv']['transfer'][s][k]:.2f} dB, "
             f"{_excess_text(evals[(s, 'tv')], eps)}."

@@ -43,7 +43,7 @@ from ..evaluation.selection import SliceSet, eps_key, require_tuning_split, slic
 from ..evaluation.summaries import whitebox_summary
 from ..evaluation.targets import ReconCache, Target
 from ..io import all_finite, read_json, write_csv, write_json
-from ..models import LABELS, NAMES
+from ..models import LABELS, NAMES, SUPERVISED
 from ..models.ddpm import DiffusionReconstructor
 from ..paths import REPO_ROOT, run_dir
 from ..profiles import PROFILES, Profile
@@ -642,7 +642,7 @@ class WhiteBox:
         val = slice_set(self.ds["val"], mask, lr_slices)
         s_lr = {
             (m, lr): attack_settings(prof, metas[m], lr_rel=lr)
-            for m in ("resunetpp", "irim")
+            for m in SUPERVISED
             for lr in lr_rel_grid
         }
         per = time_attack_step(models["resunetpp"], conv, len(conv))

@@ -69,7 +69,7 @@ from ..evaluation.stats import (
     worst_window_ssim_drop,
 )
 from ..io import read_json, write_json
-from ..models import LABELS, NAMES, SUPERVISED
+from ..models import LABELS, LEARNED, NAMES, SUPERVISED
 from .tables import format_table
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def clean_summary(results: dict[str, Any], spread: dict[str, Any], profile: Prof
             f"{results['test_id']['summary'][m]['psnr_mean']:.2f} dB"
         )
     lines.append("")
-    for m in ("resunetpp", "irim", "diffusion"):
+    for m in LEARNED:
         ok = (
             s[m]["psnr_mean"] >= zf["psnr_mean"] + 4
             and s[m]["ssim_mean"] > zf["ssim_mean"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_write
-from ..models import MODEL_LABELS, NAMES
+from ..models import LEARNED, MODEL_LABELS, NAMES
 from ..paths import figures_dir
 from ..profiles import check_profile
 
@@ -416,7 +416,7 @@ def plot_training_curves(histories: dict[str, dict]) -> Figure:
     import matplotlib.pyplot as plt
 
     use_style()
-    names = [m for m in ("resunetpp", "irim", "diffusion") if histories.get(m)]
+    names = [m for m in LEARNED if histories.get(m)]
     fig, axes = plt.subplots(
         2,
         max(1, len(names)),
@@ -1143,7 +1143,7 @@ def fig5_transfer_curves(tr: Transfer) -> list[Path]:
     fig = plot_transfer_curves(
         tr.table,
         tr.sources,
-        ["resunetpp", "irim", "diffusion"],
+        list(LEARNED),
         tr.prof.attack.route_eps,
         MATRIX_TARGETS,
     )

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..fingerprint import strip
 from ..io import atomic_write_text
-from ..models import MODEL_LABELS, NAMES
+from ..models import LEARNED, MODEL_LABELS, NAMES
 from ..paths import REPO_ROOT, results_dir, shipped_weights_dir
 
 PROFILE = "quick"
@@ -55,7 +55,7 @@ LABELS = {
 OUT_OF_DOMAIN_MODELS = NAMES
 #: Columns a generated block must have (``--check`` fails without them).
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "out_of_domain": ("condition", "zero-filled", "ResUNet++", "i-RIM", "diffusion"),
+    "out_of_domain": ("condition", *(MODEL_LABELS[m] for m in NAMES)),
 }
 
 
@@ -210,7 +210,7 @@ def clean_table(results: Path) -> str:
     rows = []
     for key in NAMES:
         if key == "zero_filled":
-            label, training = "zero-filled", "-"
+            label, training = MODEL_LABELS["zero_filled"], "-"
         else:
             params, training = _training(profile, "ddpm" if key == "diffusion" else key)
             label = (
@@ -284,7 +284,7 @@ def transfer_table(results: Path) -> str:
     eps = quick_eps if quick_eps in eps_keys else eps_keys[-1]
     targets = [*NAMES, "diffusion_image_route"]
     rows = []
-    for src in ("resunetpp", "irim", "diffusion"):
+    for src in LEARNED:
         if src not in m:
             continue
         label = LABELS[src]

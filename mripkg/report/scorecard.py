@@ -31,6 +31,7 @@ import torch
 from scipy import stats as _st
 from torch import Tensor
 
+from ..models import LABELS, SUPERVISED
 from . import rules
 from .significance import dependent_interval, geometric_mean_interval
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 #: The paper's one published number (i-RIM, eps 0.08, one ADNI slice, 256 px): PSNR in dB.
 AUTHORS_IRIM = {"eps": 0.08, "psnr_clean": 30.10, "psnr_perturbed": 25.46}
-LABELS = {"zero_filled": "zero-filled", "resunetpp": "ResUNet++", "irim": "i-RIM"}
 
 
 def _lab(name: str) -> str:
@@ -561,7 +561,7 @@ def paper_card(art: Any) -> dict[str, Any]:
     from .claims import claim_monotone, claim_noise_like, noise_like_inputs
 
     prof, evals, main, e_star = art.prof, art.evals, art.main, art.e_star
-    sup = ["resunetpp", "irim"]
+    sup = list(SUPERVISED)
     d_ids = art.d_ids
     diff_runs = run.seed_evaluations(art.dt, art.ddata, art.sub, art.ctl, run.diffusion_seeds(prof))
     sup_targets = {m: Target(m, art.models[m], art.mask, batch_size=art.batch_size) for m in sup}
@@ -650,7 +650,7 @@ def sensitivity_table(tr: Any) -> tuple[str, list[dict[str, Any]]]:
     from ..paths import run_dir
 
     prof, evals, d_ids = tr.prof, tr.evals, tr.d_ids
-    sup = ["resunetpp", "irim"]
+    sup = list(SUPERVISED)
     paper = {
         s: [evals[(s, "diffusion")], *(evals[(s, "diffusion", f"seed+{k}")] for k in tr.seeded)]
         for s in sup

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data import MRIDataset
-from ..models import LABELS
+from ..models import LABELS, LEARNED
 
 
 def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> str:
@@ -87,7 +87,7 @@ def out_of_domain_summary(result: dict[str, Any]) -> str:
     rows = {r["condition"]: r for r in result["rows"]}
     base = rows["test"]
     out = []
-    for m in ("resunetpp", "irim", "diffusion"):
+    for m in LEARNED:
         if f"{m}_psnr_sub" not in base:
             continue
         fails = [

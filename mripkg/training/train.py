@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 from ..data import MRIDataset, Split, load_dataset
 from ..io import atomic_write_json
+from ..models import SUPERVISED
 from ..models.ddpm import (
     DiffusionReconstructor,
     EpsUNet,
@@ -544,8 +545,8 @@ def train_supervised(
     """Train ResUNet++ (L1 loss) or i-RIM (SSIM loss) on ``y = M F x`` pairs made on the fly
     from ground-truth slices (random left-right flips).  Keyword arguments as
     :func:`train_model`."""
-    if name not in ("resunetpp", "irim"):
-        raise ValueError(f"{name!r} is not a supervised model; choose resunetpp or irim")
+    if name not in SUPERVISED:
+        raise ValueError(f"{name!r} is not a supervised model; choose one of {list(SUPERVISED)}")
     s, loop = _start(name, profile, dataset, kwargs)
     mask_cpu, train = s.mask.cpu(), s.ds["train"]
 
