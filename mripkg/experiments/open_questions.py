@@ -112,7 +112,7 @@ def tv_diffusion_target(base: Target, tv_weight: float, tv_iters: int = 10) -> T
 def defence_targets(
     diff: DiffusionReconstructor,
     mask: Tensor,
-    profile: str,
+    profile: Profile,
     tv_weight: float,
     tv_iters: int,
     mean_samples: int,
@@ -127,7 +127,7 @@ def defence_targets(
         mask,
         batch_size=batch_size,
         weights_id=weights_id,
-        cache=ReconCache(run_dir(profile) / "recons"),
+        cache=ReconCache(run_dir(profile.name) / "recons"),
     )
     return {
         "diffusion": base,
@@ -523,7 +523,7 @@ class OpenQuestions:
             self.ddata,
             self.table_eps,
             targets=self.d_targets,
-            profile=prof.name,
+            profile=prof,
             tv_weight=self.tv_diffusion_weight,
             tv_iters=self.tv_diffusion_iters,
             mean_samples=self.mean_samples,
