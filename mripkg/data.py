@@ -34,7 +34,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .profiles import DataConfig, Profile, get_profile, progress_disabled
+from .profiles import DataConfig, Profile, check_profile, progress_disabled
 
 EMBEDDED_VOLUMES: dict[str, str] = {
     "mni152": "mni_icbm152_t1_2009a.nii.gz",
@@ -600,7 +600,7 @@ def _user_dataset(cfg: DataConfig, data_dir: Path, seed: int, normalise: str) ->
 
 
 def load_dataset(
-    profile: Profile | str,
+    profile: Profile,
     data_dir: str | os.PathLike | None = None,
     normalise: str = "minmax",
     skull: bool = False,
@@ -621,13 +621,12 @@ def load_dataset(
     when the training split is not needed (notebooks 03-07), and the slices are the same bit
     for bit.
 
-    ``profile``: a :class:`Profile` or a profile name (``"quick"``; ``""`` as for
+    ``profile``: a :class:`Profile` (a name is resolved at the edge with
     :func:`mripkg.profiles.get_profile`).  ``data_dir`` of ``None`` or ``""`` (a notebook's
     default) means the embedded brains.  Deterministic: the same profile gives the same slices,
     bit for bit.
     """
-    if isinstance(profile, str):
-        profile = get_profile(profile)
+    profile = check_profile(profile)
     if normalise not in NORMALISATIONS:
         raise ValueError(f"unknown normalise {normalise!r}; choose one of {NORMALISATIONS}")
     names = SPLITS if splits is None else tuple(s for s in SPLITS if s in splits)

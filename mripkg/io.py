@@ -1,5 +1,5 @@
 """Files in and out, written atomically: JSON, CSV, text, bytes, safetensors, any writer;
-sha256 of a file; the one cache key.
+sha256 of a file; the one cache key and its adapter for old caches.
 
 Every write goes through :func:`atomic_write`: a temporary file beside the target (one name
 style, ``.<name>.<random>.tmp``), flushed and synced, mode 0644, then ``os.replace``, so that a
@@ -14,6 +14,12 @@ kind of file keeps the bytes it always had:
 - sidecars and cache metadata (:func:`atomic_write_json`): keys sorted, and a non-finite
   number written as JSON's ``Infinity`` extension, as before (a training sidecar records
   ``best_ssim = -inf`` until the first validation).
+
+Caches: every cache names its entries with :func:`cache_key` (the sha256 of the entry's fields
+as sorted JSON, then any raw bytes such as a measurement's values).  Entries written under a
+cache's key scheme from before :func:`cache_key` still read: :func:`legacy_cache_key` is the
+one adapter, giving for the same fields the key that cache used then (a cache looks the new key
+up first, then the old one).
 
 Result files carry the machine they were computed on: :func:`write_json` adds the
 fingerprint of :mod:`mripkg.fingerprint` (a root module) to a result dict, :func:`write_csv`
@@ -159,6 +165,49 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def cache_key(fields: Mapping[str, Any], *blobs: bytes, length: int = 32) -> str:
+    """The one cache key: the first ``length`` hex digits of the sha256 of ``fields`` as JSON
+    (keys sorted, ``json.dumps``' default separators), followed by ``blobs`` (raw bytes, e.g. a
+    tensor's values).  ``fields`` must be JSON-serialisable; equal fields give equal keys in
+    every process and on every platform."""
+    if not 1 <= length <= 64:
+        raise ValueError(f"cache key length {length} not in 1..64 hex digits")
+    h = hashlib.sha256(json.dumps(dict(fields), sort_keys=True).encode())
+    for blob in blobs:
+        h.update(blob)
+    return h.hexdigest()[:length]
+
+
+#: caches whose key scheme changed with :func:`cache_key` (the attack cache's settings digest
+#: was already ``cache_key(settings, length=12)`` and is not listed)
+LEGACY_SCHEMES = ("recon", "tv_lambda", "bench_reference")
+
+
+def legacy_cache_key(scheme: str, fields: Mapping[str, Any], *blobs: bytes) -> object:
+    """The adapter for old caches: the key a cache gave the entry of ``fields`` (and ``blobs``)
+    before :func:`cache_key`, from the same arguments its new key takes.
+
+    - ``"recon"`` (reconstruction cache file names), fields ``{"target": tag, "slice": id or
+      None}``, blobs the measurement's digest: ``sha256(tag + "|slice=<id>" + digest)``, 32
+      hex digits;
+    - ``"tv_lambda"`` (the TV weight search): the fields themselves (the JSON object stored);
+    - ``"bench_reference"`` (the 1000-step benchmark reference), fields ``{"weights": 12 hex
+      digits, "split": name, "slices": [ids]}``: ``"<weights>|<split>|<ids>"``.
+    """
+    if scheme == "recon":
+        sid = fields["slice"]
+        text = fields["target"] + (f"|slice={int(sid)}" if sid is not None else "")
+        h = hashlib.sha256(text.encode())
+        for blob in blobs:
+            h.update(blob)
+        return h.hexdigest()[:32]
+    if scheme == "tv_lambda":
+        return dict(fields)
+    if scheme == "bench_reference":
+        return f"{fields['weights']}|{fields['split']}|{list(fields['slices'])}"
+    raise ValueError(f"unknown cache scheme {scheme!r}; known: {list(LEGACY_SCHEMES)}")
+
+
 def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
     """Atomically write a list of flat dicts as CSV (columns from the first row), and the
     machine fingerprint beside it (``<name>.machine.json``; the CSV itself stays plain)."""
@@ -175,13 +224,16 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
 
 
 __all__ = [
+    "LEGACY_SCHEMES",
     "all_finite",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "cache_key",
     "copy_file",
     "json_text",
+    "legacy_cache_key",
     "read_json",
     "save_safetensors",
     "sha256_file",

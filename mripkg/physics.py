@@ -123,9 +123,10 @@ class MRIOperator:
     ``[B, 1, H, W]`` with the unsampled columns zero; ``A_adjoint(y) = F^H M^T y`` (complex
     image; its magnitude is the zero-filled reconstruction).  ``F`` is the centred orthonormal
     FFT, so ``A_adjoint`` is the exact adjoint (in the manner of DeepInverse's ``physics.MRI``
-    or fastMRI's transforms).  mripkg measures images with it; code that already holds
-    k-space (the attack, :class:`~mripkg.evaluation.selection.SliceSet`) masks it with
-    :func:`undersample`, and ``models/ddpm.py`` keeps its own line for now.
+    or fastMRI's transforms).  mripkg measures images with it (the
+    DDPM samplers' scaled measurement too); code that already holds k-space (the attack,
+    :class:`~mripkg.evaluation.selection.SliceSet`, notebook 01's k-space panels) masks it with
+    :func:`undersample`.
     """
 
     mask: Tensor

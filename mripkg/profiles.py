@@ -456,6 +456,18 @@ def parse_eps_grid(value: object, name: str = "eps_grid") -> tuple[float, ...]:
     return tuple(sorted(set(out)))
 
 
+def check_profile(profile: object) -> Profile:
+    """``profile`` itself when it is a :class:`Profile`; else ``TypeError``.  Names are
+    resolved once, at the edge (the command line, a notebook's parameter), with
+    :func:`get_profile`; everything below takes the :class:`Profile`."""
+    if not isinstance(profile, Profile):
+        raise TypeError(
+            f"expected a Profile, got {type(profile).__name__} {profile!r}; resolve a name "
+            "once with mripkg.profiles.get_profile(name)"
+        )
+    return profile
+
+
 def with_overrides(
     profile: Profile,
     *,
@@ -573,6 +585,7 @@ def setup_torch(profile: Profile) -> None:
 
 
 __all__ = [
+    "check_profile",
     "cli_profile",
     "env_flag",
     "progress_disabled",

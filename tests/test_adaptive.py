@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from tiny_models import tiny_diffusion
@@ -11,6 +13,10 @@ from mripkg.evaluation import selection
 from mripkg.experiments import adaptive
 from mripkg.experiments.open_questions import defence_targets
 from mripkg.physics import equispaced_mask
+from mripkg.profiles import SMOKE
+
+#: a profile of its own name for the caches of these tests
+T = dataclasses.replace(SMOKE, name="t")
 
 N = 32
 CFG = adaptive.AdaptiveConfig(surrogate_steps=2, eot_samples=4, steps=3, checkpoints=(1,))
@@ -105,7 +111,7 @@ def test_adaptive_attack_budget_cache_and_determinism(data, diff, defence, tmp_p
     s = _settings(defence, model)
     one = data.take([1])
     eps = (0.04, 0.08)
-    kw = {"profile": "t", "root": tmp_path / "a"}
+    kw = {"profile": T, "root": tmp_path / "a"}
     res = adaptive.run_adaptive(model, defence, one, eps, s, CFG, **kw)
     assert res.checkpoints == [1, 3]
     knorm = image_norm(one.kspace)
@@ -118,9 +124,7 @@ def test_adaptive_attack_budget_cache_and_determinism(data, diff, defence, tmp_p
     assert float(res.delta[..., ~data.mask].abs().sum()) == 0
     assert (res.history[-1] > 0).all() and torch.isfinite(res.cpu_s).all()
     # fixed seeds: a fresh run elsewhere gives the same bits; a rerun reads the cache
-    fresh = adaptive.run_adaptive(
-        model, defence, one, eps, s, CFG, profile="t", root=tmp_path / "b"
-    )
+    fresh = adaptive.run_adaptive(model, defence, one, eps, s, CFG, profile=T, root=tmp_path / "b")
     assert torch.equal(fresh.delta, res.delta) and torch.equal(fresh.history, res.history)
     again = adaptive.run_adaptive(model, defence, one, eps, s, CFG, only_cached=True, **kw)
     assert again is not None and torch.equal(again.delta, res.delta)
@@ -142,13 +146,13 @@ def test_experiment_summary_and_key(data, diff, tmp_path, monkeypatch):
     monkeypatch.setattr(open_questions, "run_dir", lambda p: tmp_path / p)
     two = data.take([0, 2])
     kw = {
-        "profile": "t",
+        "profile": T,
         "tv_weight": 0.05,
         "tv_iters": 3,
         "mean_samples": 2,
         "cfg": adaptive.AdaptiveConfig(surrogate_steps=2, eot_samples=4, steps=2, checkpoints=()),
         "controls_seed": 0,
-        "targets": defence_targets(diff, two.mask, "t", 0.05, 3, 2),
+        "targets": defence_targets(diff, two.mask, T, 0.05, 3, 2),
     }
     base = AttackSettings(seed=0)
     assert adaptive.experiment(diff, base, two, [0.08], run=False, **kw) is None

@@ -21,10 +21,13 @@ from mripkg.attacks.protocols import (
 )
 from mripkg.evaluation import attack_runs, selection
 from mripkg.physics import equispaced_mask
-from mripkg.profiles import ATTACK_PRESETS, get_profile, with_overrides
+from mripkg.profiles import ATTACK_PRESETS, SMOKE, get_profile, with_overrides
 
 N = 32
 LADDER = (0.01, 0.02, 0.04)
+
+#: a profile of its own name for the caches of these tests
+T = dataclasses.replace(SMOKE, name="t")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -105,10 +108,10 @@ def test_ladder_levels():
 
 
 def test_continuation_bound_cache_and_warm_start(data, tiny, tmp_path):
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     eps = [0.0, *LADDER]
     s = _cont()
-    res = attack_runs.run_whitebox(tiny, "tiny", data, eps, s, profile="t", cache=cache)
+    res = attack_runs.run_whitebox(tiny, "tiny", data, eps, s, profile=T, cache=cache)
     assert res.delta.shape == (4, len(data), 1, N, N)
     assert (res.delta[0] == 0).all() and torch.equal(res.y_adv[0], data.y)
     rel = res.rel_norm
@@ -122,17 +125,17 @@ def test_continuation_bound_cache_and_warm_start(data, tiny, tmp_path):
     # a warm level starts from the level below rescaled: its iterate 0 already has the
     # damage of that perturbation, far above the tiny random start of a cold run
     cold = attack_runs.run_whitebox(
-        tiny, "tiny", data, [0.04], AttackSettings(steps=8, seed=0), profile="t", cache=cache
+        tiny, "tiny", data, [0.04], AttackSettings(steps=8, seed=0), profile=T, cache=cache
     )
     assert (res.loss_history[0, 3] > 100 * cold.loss_history[0, 0]).all()
     # a cached run reloads bit-identically, with any batch size, without recomputing
     again = attack_runs.run_whitebox(
-        tiny, "tiny", data, eps, s, profile="t", cache=cache, batch_size=1
+        tiny, "tiny", data, eps, s, profile=T, cache=cache, batch_size=1
     )
     assert again.equal(res)
-    assert attack_runs.missing_pairs("tiny", data, eps, s, profile="t", cache=cache) == 0
+    assert attack_runs.missing_pairs("tiny", data, eps, s, profile=T, cache=cache) == 0
     # asking for one eps alone gives the same entries (the ladder below comes from the cache)
-    one = attack_runs.run_whitebox(tiny, "tiny", data, [0.04], s, profile="t", cache=cache)
+    one = attack_runs.run_whitebox(tiny, "tiny", data, [0.04], s, profile=T, cache=cache)
     assert one.equal(res.select(0.04))
 
 
@@ -140,20 +143,20 @@ def test_interrupted_continuation_resumes_identically(data, tiny, tmp_path):
     eps = list(LADDER)
     s = _cont()
     full = attack_runs.run_whitebox(
-        tiny, "tiny", data, eps, s, profile="t", cache=AttackCache("t", tmp_path / "a")
+        tiny, "tiny", data, eps, s, profile=T, cache=AttackCache(T, tmp_path / "a")
     )
-    part = AttackCache("t", tmp_path / "b")
-    attack_runs.run_whitebox(tiny, "tiny", data, [0.02], s, profile="t", cache=part)
-    resumed = attack_runs.run_whitebox(tiny, "tiny", data, eps, s, profile="t", cache=part)
+    part = AttackCache(T, tmp_path / "b")
+    attack_runs.run_whitebox(tiny, "tiny", data, [0.02], s, profile=T, cache=part)
+    resumed = attack_runs.run_whitebox(tiny, "tiny", data, eps, s, profile=T, cache=part)
     assert resumed.equal(full)
 
 
 def test_plateau_stop_saves_steps_and_keeps_the_best(data, tiny, tmp_path):
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     long = AttackSettings(steps=30, seed=0)
     stop = dataclasses.replace(long, patience=3, min_gain=0.05)
-    a = attack_runs.run_whitebox(tiny, "tiny", data, [0.04], long, profile="t", cache=cache)
-    b = attack_runs.run_whitebox(tiny, "tiny", data, [0.04], stop, profile="t", cache=cache)
+    a = attack_runs.run_whitebox(tiny, "tiny", data, [0.04], long, profile=T, cache=cache)
+    b = attack_runs.run_whitebox(tiny, "tiny", data, [0.04], stop, profile=T, cache=cache)
     used = steps_used(cache, "tiny", data.split, data.slice_ids, [0.04], stop)
     assert (used < 30).all()  # every pair stopped early
     # the padded history is flat after the stop, and the kept iterate is the best scored
@@ -167,10 +170,10 @@ def test_plateau_stop_saves_steps_and_keeps_the_best(data, tiny, tmp_path):
 
 
 def test_authors_protocol(data, tiny, tmp_path):
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     s = dataclasses.replace(authors_settings(AttackSettings(seed=0)), steps=12, patience=4)
     assert s.lr == 0.1 and s.init_scale == 1e-4 and s.precision == "fp32"
-    res = attack_runs.run_whitebox(tiny, "tiny", data, [0.0, 0.04], s, profile="t", cache=cache)
+    res = attack_runs.run_whitebox(tiny, "tiny", data, [0.0, 0.04], s, profile=T, cache=cache)
     # the stored perturbation is the part that reaches the model: zero off the mask, within
     # the budget; the full delta (sidecar) has a norm >= the masked one and <= eps ||k||
     assert (res.delta[..., ~data.mask] == 0).all()
@@ -194,11 +197,11 @@ def test_authors_protocol(data, tiny, tmp_path):
 
 
 def test_cached_attack_runs_the_protocol_its_key_names(data, tiny, tmp_path):
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     s = _cont()
-    kw = {"profile": "t", "source": "tiny", "slice_ids": data.slice_ids, "split": data.split}
+    kw = {"profile": T, "source": "tiny", "slice_ids": data.slice_ids, "split": data.split}
     a = cached_attack(tiny, data.kspace, data.mask, list(LADDER), settings=s, cache=cache, **kw)
-    b = attack_runs.run_whitebox(tiny, "tiny", data, list(LADDER), s, profile="t", cache=cache)
+    b = attack_runs.run_whitebox(tiny, "tiny", data, list(LADDER), s, profile=T, cache=cache)
     assert a.equal(b)
     used = steps_used(cache, "tiny", data.split, data.slice_ids, list(LADDER), s)
     assert (used[1:] <= 4).all()  # the warm levels really ran warm

@@ -22,6 +22,7 @@ from mripkg.attacks import (
 )
 from mripkg.models import ZeroFilled
 from mripkg.physics import equispaced_mask, fft2c, kspace_norm
+from mripkg.profiles import SMOKE
 
 N = 32
 EPS_GRID = (0.0, 0.01, 0.03, 0.08)
@@ -295,8 +296,8 @@ def test_cache_reuse_resume_and_settings(data, tiny, tmp_path):
     k, mask = data
     ids = ["s0", "s1", "s2"]
     settings = AttackSettings(steps=4, seed=11)
-    kw = dict(profile="smoke", source="tiny", slice_ids=ids, split="test", settings=settings)
-    cache = AttackCache("smoke", root=tmp_path / "a")
+    kw = dict(profile=SMOKE, source="tiny", slice_ids=ids, split="test", settings=settings)
+    cache = AttackCache(SMOKE, root=tmp_path / "a")
     model = _Counting(tiny)
     first = cached_attack(model, k, mask, EPS_GRID, cache=cache, **kw)
     assert first.delta.shape == (4, 3, 1, N, N)
@@ -314,14 +315,14 @@ def test_cache_reuse_resume_and_settings(data, tiny, tmp_path):
     grid = cache.load_grid("tiny", "test", ids, EPS_GRID, settings)
     assert grid.equal(first)
     # an interrupted run (only part of the grid cached) resumes to the same numbers
-    cache_b = AttackCache("smoke", root=tmp_path / "b")
+    cache_b = AttackCache(SMOKE, root=tmp_path / "b")
     cached_attack(tiny, k[1:2], mask, [0.03], cache=cache_b, **{**kw, "slice_ids": ["s1"]})
     resumed = cached_attack(tiny, k, mask, EPS_GRID, cache=cache_b, batch_size=5, **kw)
     tol = 1e-3 * float(first.delta.abs().max())  # batch-size dependent float rounding only
     assert torch.allclose(resumed.delta, first.delta, rtol=1e-4, atol=tol)
     assert torch.allclose(resumed.best_damage, first.best_damage, rtol=1e-3)
     # a fresh run in another folder agrees with the cached one
-    fresh = cached_attack(tiny, k, mask, EPS_GRID, cache=AttackCache("smoke", tmp_path / "c"), **kw)
+    fresh = cached_attack(tiny, k, mask, EPS_GRID, cache=AttackCache(SMOKE, tmp_path / "c"), **kw)
     assert fresh.equal(first)
     # other settings are never served from this cache
     other = AttackSettings(steps=5, seed=11)
@@ -336,14 +337,14 @@ def test_cache_reuse_resume_and_settings(data, tiny, tmp_path):
 
 def test_cache_validation(data, tmp_path):
     k, mask = data
-    cache = AttackCache("smoke", root=tmp_path)
+    cache = AttackCache(SMOKE, root=tmp_path)
     with pytest.raises(ValueError, match="slice ids"):
         cached_attack(
             ZeroFilled(),
             k,
             mask,
             0.01,
-            profile="smoke",
+            profile=SMOKE,
             source="zf",
             slice_ids=[0, 1],
             cache=cache,
@@ -356,7 +357,7 @@ def test_cache_validation(data, tmp_path):
             k,
             mask,
             -0.5,
-            profile="smoke",
+            profile=SMOKE,
             source="zf",
             slice_ids=[0, 1, 2],
             cache=cache,
@@ -400,13 +401,13 @@ def test_repaired_entry_is_bit_identical_to_an_uninterrupted_run(data, trained, 
     model = _BatchCoupled(trained)
     ids = [0, 1, 2]
     settings = AttackSettings(steps=5, seed=3)
-    kw = dict(profile="smoke", source="tiny", slice_ids=ids, split="test", settings=settings)
+    kw = dict(profile=SMOKE, source="tiny", slice_ids=ids, split="test", settings=settings)
     # 12 (slice, eps) pairs in batches of 5: [0..4], [5..9], [10, 11]
     first = cached_attack(
-        model, k, mask, EPS_GRID, cache=AttackCache("smoke", tmp_path / "a"), **kw, batch_size=5
+        model, k, mask, EPS_GRID, cache=AttackCache(SMOKE, tmp_path / "a"), **kw, batch_size=5
     )
     shutil.copytree(tmp_path / "a", tmp_path / "b")
-    cache_b = AttackCache("smoke", tmp_path / "b")
+    cache_b = AttackCache(SMOKE, tmp_path / "b")
     target = cache_b.path("tiny", "test", 1, 0.03, settings)  # pair 7, in the second batch
     original = target.read_bytes()
     batch = [["2", 0.01], ["0", 0.03], ["1", 0.03], ["2", 0.03], ["0", 0.08]]
@@ -425,7 +426,7 @@ def test_repaired_entry_is_bit_identical_to_an_uninterrupted_run(data, trained, 
         k[1:2],
         mask,
         [0.03],
-        cache=AttackCache("smoke", tmp_path / "c"),
+        cache=AttackCache(SMOKE, tmp_path / "c"),
         **{**kw, "slice_ids": [1]},
     )
     assert not torch.equal(alone.delta[0, 0], first.delta[3, 1])
@@ -437,8 +438,8 @@ def test_repaired_entry_is_bit_identical_to_an_uninterrupted_run(data, trained, 
 def test_sidecar_that_is_not_an_object_is_corrupt(data, tiny, tmp_path, sidecar):
     k, mask = data
     settings = AttackSettings(steps=2, seed=1)
-    kw = dict(profile="smoke", source="tiny", slice_ids=[0, 1, 2], settings=settings)
-    cache = AttackCache("smoke", tmp_path)
+    kw = dict(profile=SMOKE, source="tiny", slice_ids=[0, 1, 2], settings=settings)
+    cache = AttackCache(SMOKE, tmp_path)
     first = cached_attack(tiny, k, mask, [0.02], cache=cache, **kw)
     side = cache.path("tiny", "test", 2, 0.02, settings).with_suffix(".json")
     side.write_text(sidecar)
@@ -453,13 +454,13 @@ def test_sidecar_that_is_not_an_object_is_corrupt(data, tiny, tmp_path, sidecar)
 def test_entries_are_revalidated_not_trusted(data, tiny, tmp_path):
     k, mask = data
     settings = AttackSettings(steps=2, seed=1)
-    cache = AttackCache("smoke", tmp_path)
+    cache = AttackCache(SMOKE, tmp_path)
     cached_attack(
         tiny,
         k,
         mask,
         [0.02],
-        profile="smoke",
+        profile=SMOKE,
         source="tiny",
         slice_ids=[0, 1, 2],
         settings=settings,
@@ -509,8 +510,8 @@ def test_on_cuda(data, tiny, tmp_path):
     assert ctrl.device.type == "cuda"
     amplification(net, k.to(dev) * mask.to(dev), res.delta, mask)
     image_route_measurement(k.to(dev), res.delta, mask)
-    cache = AttackCache("smoke", root=tmp_path)
-    kw = dict(profile="smoke", source="tiny", slice_ids=[0, 1, 2], cache=cache)
+    cache = AttackCache(SMOKE, root=tmp_path)
+    kw = dict(profile=SMOKE, source="tiny", slice_ids=[0, 1, 2], cache=cache)
     a = cached_attack(net, k.to(dev), mask.to(dev), EPS_GRID, **kw)
     assert a.equal(cached_attack(net, k.to(dev), mask.to(dev), EPS_GRID, **kw))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mripkg.data import load_dataset
-from mripkg.profiles import SMOKE
+from mripkg.profiles import QUICK, SMOKE
 from mripkg.training.checkpoints import (
     CheckpointError,
     load_training_state,
@@ -26,7 +26,7 @@ def _state():
 
 def test_roundtrip_and_sidecar(tmp_path):
     p = save_weights(tmp_path / "toy.safetensors", _state(), META)
-    state, meta = load_weights(p, "smoke", "toy", {"width": 3})
+    state, meta = load_weights(p, SMOKE, "toy", {"width": 3})
     assert all(torch.equal(state[k], v) for k, v in _state().items())
     assert len(meta["sha256"]) == 64 and meta["package_version"]
     assert [f.name for f in tmp_path.iterdir() if f.name.endswith(".tmp")] == []
@@ -42,7 +42,7 @@ def test_fp16_storage_loads_as_float32(tmp_path):
 def test_refuses_corrupt_foreign_or_mismatched_checkpoints(tmp_path):
     p = save_weights(tmp_path / "toy.safetensors", _state(), META)
     with pytest.raises(CheckpointError, match="profile 'smoke', not 'quick'"):
-        load_weights(p, profile="quick")
+        load_weights(p, profile=QUICK)
     with pytest.raises(CheckpointError, match="model config"):
         load_weights(p, config={"width": 4})
     with pytest.raises(CheckpointError, match="holds model"):
@@ -149,4 +149,4 @@ def test_portable_resume_point_continues_training(tmp_path):
     assert st["step"] == 8 and st["adam_restart_step"] == 4
     assert len(res.history["loss"]) == 8  # the first 4 losses came with the resume point
     with pytest.raises(CheckpointError, match="profile"):
-        load_weights(point, profile="quick")
+        load_weights(point, profile=QUICK)

@@ -15,6 +15,7 @@ from torch import Tensor
 from mripkg import metrics
 from mripkg.evaluation import artifacts, stats
 from mripkg.evaluation.scoring import Evaluation
+from mripkg.profiles import QUICK, SMOKE, Profile
 from mripkg.report import claims
 
 N = 48
@@ -416,7 +417,7 @@ def test_claim_monotone_rule():
 # the scorecard
 
 
-def _card(profile: str) -> dict:
+def _card(profile: Profile) -> dict:
     strong = [1.0, 1.2, 0.9, 1.1, 1.0]
     ctl = [0.2, 0.3, 0.2, 0.25, 0.2]
     two = claims.claim_transfer(
@@ -428,7 +429,7 @@ def _card(profile: str) -> dict:
 
 
 def test_scorecard_files_and_table(tmp_path):
-    card = _card("quick")
+    card = _card(QUICK)
     assert card["evidence"] and card["claims"][0]["verdict"] == claims.REPRODUCED
     assert card["authors_number"]["paper"]["drop"] == pytest.approx(4.64)
     assert card["authors_number"]["ours"]["drop"]["mean"] == pytest.approx(1.04)
@@ -445,7 +446,7 @@ def test_scorecard_files_and_table(tmp_path):
 
 
 def test_smoke_scorecard_is_not_evidence():
-    card = _card("smoke")
+    card = _card(SMOKE)
     c = card["claims"][0]
     assert c["verdict"] == claims.NOT_EVIDENCE and c["rule_verdict"] == claims.REPRODUCED
     assert "not evidence" in claims.scorecard_markdown(card)

@@ -93,7 +93,7 @@ def test_two_ranks_give_the_weights_of_one_process(two_rank_runs, tmp_path):
     assert _rel_distance(two["model"], ref["model"], start) < 1e-2
     assert _rel_distance(two["ema"], ref["ema"], start) < 1e-2
     # rank 0 wrote one best checkpoint; it loads and records the ranks
-    _, meta = load_weights(two_rank_runs / "ddpm2" / "ddpm.safetensors", "smoke", "ddpm")
+    _, meta = load_weights(two_rank_runs / "ddpm2" / "ddpm.safetensors", SMOKE, "ddpm")
     assert meta["ranks"] == 2
     assert not list((two_rank_runs / "ddpm2").glob("*.tmp"))
 

@@ -84,9 +84,10 @@ def test_installed_package_opens_the_explorer_from_an_empty_folder(wheel, tmp_pa
     empty.mkdir()
     code = (
         "import mripkg.paths as p, mripkg.app.explorer as e\n"
+        "from mripkg.profiles import get_profile\n"
         "assert not p.is_checkout()\n"
         "print(p.results_dirs('quick'))\n"
-        "ex = e.explore('quick')\n"
+        "ex = e.explore(get_profile('quick'))\n"
         "assert ex.view is not None, ex.message\n"
         "print('view ok', ex.view.numbers()['psnr'])\n"
     )

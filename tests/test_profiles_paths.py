@@ -49,7 +49,7 @@ def test_progress_shown_unless_ci_or_tqdm_disable(monkeypatch, env, hidden):
         monkeypatch.setenv(k, v)
     assert progress_disabled() is hidden
     assert reproduce.quiet() is hidden
-    assert (reproduce.progress_bar(Path("01_data.ipynb"), "smoke") is False) is hidden
+    assert (reproduce.progress_bar(Path("01_data.ipynb"), SMOKE) is False) is hidden
     assert progress_disabled(True) is False and progress_disabled(False) is True
 
 
@@ -144,7 +144,7 @@ def test_export_results_copies_the_summary_files(monkeypatch, tmp_path):
     (runs / "bench.json").write_text("{}")
     monkeypatch.setattr(reproduce, "run_dir", lambda profile: runs)
     monkeypatch.setattr(reproduce, "results_dir", lambda profile: res)
-    copied = reproduce.export_results("quick")
+    copied = reproduce.export_results(QUICK)
     assert sorted(p.name for p in copied) == ["metrics_clean.json", "metrics_clean_per_slice.csv"]
     assert sorted(p.name for p in res.iterdir()) == sorted(p.name for p in copied)
 
@@ -163,13 +163,16 @@ def test_import_is_lazy_and_exposes_submodules():
         mripkg.nope  # noqa: B018
 
 
-def test_load_dataset_takes_a_profile_name(monkeypatch):
-    monkeypatch.delenv(PROFILE_ENV, raising=False)
-    by_name, by_profile = load_dataset("smoke", ""), load_dataset(SMOKE)
-    assert by_name["test"].images.shape == by_profile["test"].images.shape
-    assert bool((by_name["test"].images == by_profile["test"].images).all())
-    with pytest.raises(ValueError, match="unknown profile 'tiny'"):
-        load_dataset("tiny")
+def test_a_profile_name_is_resolved_at_the_edge_only():
+    """Below the command line and the notebook parameter everything takes a Profile: a name
+    passed by mistake is refused with a message saying how to resolve it."""
+    from mripkg.attacks import AttackCache
+    from mripkg.profiles import check_profile
+
+    assert check_profile(SMOKE) is SMOKE
+    for call in (lambda: load_dataset("smoke"), lambda: AttackCache("smoke")):
+        with pytest.raises(TypeError, match="get_profile"):
+            call()
 
 
 # ------------------------------------------------------------------------------------------

@@ -117,3 +117,40 @@ def test_out_of_domain_table(tmp_path):
     assert table.count("\n") == 10 and "diffusion (2 slices)" in table
     assert table.startswith("Data: the embedded Colin27")
     assert "diffusion" in out_of_domain_summary(res)
+
+
+def test_tv_search_saved_under_the_old_key_still_reads(monkeypatch, tmp_path):
+    """A ``tv_lambda.json`` whose key is the old scheme (the settings object itself) is reused
+    through the adapter, not searched again; a new search stores mripkg.io.cache_key."""
+    from mripkg.data import dataset_fingerprint
+    from mripkg.evaluation import clean
+    from mripkg.evaluation.selection import spread_ids
+    from mripkg.io import cache_key, read_json, write_json
+
+    ds = load_dataset(SMOKE)
+    cfg = SMOKE.tv
+    old_key = {
+        "iters": cfg.iters,
+        "step_ratio": cfg.step_ratio,
+        "lams": [float(v) for v in cfg.lam_grid],
+        "val_slice_ids": spread_ids(len(ds["val"]), cfg.val_slices),
+        "dataset": dataset_fingerprint(ds),
+    }
+    path = tmp_path / "tv_lambda.json"
+    monkeypatch.setattr(clean, "tv_lambda_path", lambda profile: path)
+    write_json(path, {"lam": 0.0123, "key": old_key})
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the old search record was not read")
+
+    monkeypatch.setattr(clean, "choose_lambda", no_search)
+    model, rec = clean.build_tv(SMOKE, ds)
+    assert model.lam == 0.0123 and rec["key"] == old_key
+    # another setting searches again and stores the new key
+    monkeypatch.setattr(clean, "choose_lambda", lambda *a, **k: {"lam": 0.05})
+    write_json(path, {"lam": 0.0123, "key": {**old_key, "iters": -1}})
+    model, rec = clean.build_tv(SMOKE, ds)
+    assert model.lam == 0.05 and read_json(path)["key"] == cache_key(old_key)
+    # and that record is reused
+    monkeypatch.setattr(clean, "choose_lambda", no_search)
+    assert clean.build_tv(SMOKE, ds)[0].lam == 0.05

@@ -22,6 +22,7 @@ from mripkg.app.reproduce import (
     with_run_defaults,
 )
 from mripkg.paths import REPO_ROOT, build_dir, figures_dir, run_dir
+from mripkg.profiles import QUICK
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -206,15 +207,15 @@ def test_partial_run_keeps_the_whole_run_record(tmp_path, monkeypatch):
         reproduce.RunRecord("01_data.ipynb", 10.0, ["fig1_data_and_mask.png"]),
         reproduce.RunRecord("03_white_box.ipynb", 500.0, ["fig3_white_box.png"]),
     ]
-    reproduce.write_manifest("quick", whole, t, 510.0, whole=True)
+    reproduce.write_manifest(QUICK, whole, t, 510.0, whole=True)
     part = [reproduce.RunRecord("01_data.ipynb", 7.0, ["fig1_data_and_mask.png"])]
-    md = reproduce.write_manifest("quick", part, t.replace(hour=13), 7.0, whole=False).read_text()
+    md = reproduce.write_manifest(QUICK, part, t.replace(hour=13), 7.0, whole=False).read_text()
     assert "total run time 510.0 s" in md  # the whole run's record survives
     assert "this partial run" in md and "7.0 s" in md
     assert "`01_data.ipynb` (7.0 s" in md and "`03_white_box.ipynb` (500.0 s" in md
     assert "| `fig3_white_box.png` | `03_white_box.ipynb` |" in md  # still attributed
     # a new whole run replaces the record
-    md = reproduce.write_manifest("quick", whole, t, 300.0, whole=True).read_text()
+    md = reproduce.write_manifest(QUICK, whole, t, 300.0, whole=True).read_text()
     assert "total run time 300.0 s" in md and "510.0" not in md
 
 

@@ -3,6 +3,8 @@ on 32 x 32 phantoms with tiny models (fast, CPU)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 
@@ -20,6 +22,7 @@ from mripkg.io import all_finite, write_json
 from mripkg.models import ZeroFilled
 from mripkg.models.ddpm import DiffusionReconstructor
 from mripkg.physics import equispaced_mask, kspace_norm
+from mripkg.profiles import SMOKE
 from mripkg.report import figures
 
 matplotlib.use("Agg")
@@ -36,6 +39,9 @@ WB_KEYS = {
     "amplification",
 }
 TR_KEYS = {"psnr_mean", "ssim_mean", "psnr_drop", "random_psnr_drop"}
+
+#: a profile of its own name for the caches of these tests
+T = dataclasses.replace(SMOKE, name="t")
 
 
 def _phantoms(n_img: int, seed: int = 0) -> Tensor:
@@ -151,9 +157,9 @@ def test_convergence():
 
 
 def test_convergence_check_long_run_extends_the_short_one(data, tiny, tmp_path):
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     check = whitebox.convergence_check(
-        tiny, "tiny", data, 0.05, _settings(3), _settings(9), profile="t", cache=cache
+        tiny, "tiny", data, 0.05, _settings(3), _settings(9), profile=T, cache=cache
     )
     assert (check.steps, check.long_steps) == (3, 9)
     assert check.history.shape == (10, len(data))
@@ -165,15 +171,15 @@ def test_convergence_check_long_run_extends_the_short_one(data, tiny, tmp_path):
 
 
 def test_step_size_check_scores_and_verdict(data, tiny, tmp_path):
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     settings = {("tiny", lr): _settings(4, lr_rel=lr) for lr in (0.3, 1.0, 3.0)}
     with pytest.raises(ValueError, match="must not see the 'test' split"):  # issue 17
         whitebox.step_size_check(
-            {"tiny": tiny}, data, [0.02], settings, profile="t", profile_lr=1.0, cache=cache
+            {"tiny": tiny}, data, [0.02], settings, profile=T, profile_lr=1.0, cache=cache
         )
     val = selection.SliceSet("val", data.slice_ids, data.images, data.mask)
     check = whitebox.step_size_check(
-        {"tiny": tiny}, val, [0.02, 0.05], settings, profile="t", profile_lr=1.0, cache=cache
+        {"tiny": tiny}, val, [0.02, 0.05], settings, profile=T, profile_lr=1.0, cache=cache
     )
     assert set(check.scores) == {0.3, 1.0, 3.0}
     assert all(0 < v <= 1 + 1e-12 for v in check.scores.values())
@@ -185,9 +191,9 @@ def test_step_size_check_scores_and_verdict(data, tiny, tmp_path):
 @pytest.mark.parametrize("which", ["zero_filled", "tiny"])
 def test_bound_holds_for_every_eps_and_model(data, tiny, which, tmp_path):
     model = ZeroFilled() if which == "zero_filled" else tiny
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     res = attack_runs.run_whitebox(
-        model, which, data, EPS, _settings(), profile="t", batch_size=4, cache=cache
+        model, which, data, EPS, _settings(), profile=T, batch_size=4, cache=cache
     )
     assert res.delta.shape == (len(EPS), len(data), 1, N, N)
     rel = _rel_norm(res.delta, data.kspace)
@@ -197,35 +203,35 @@ def test_bound_holds_for_every_eps_and_model(data, tiny, which, tmp_path):
     assert control.budget_gap(res) < 1e-3  # the attack uses its budget
     # cached results reload identically through the orchestration, with no model at all
     again = attack_runs.run_whitebox(
-        model, which, data, EPS, _settings(), profile="t", batch_size=2, cache=cache
+        model, which, data, EPS, _settings(), profile=T, batch_size=2, cache=cache
     )
     assert again.equal(res)
-    grid = attack_runs.cached_grid(which, data, EPS, _settings(), profile="t", cache=cache)
+    grid = attack_runs.cached_grid(which, data, EPS, _settings(), profile=T, cache=cache)
     assert grid is not None and grid.equal(res)
-    assert attack_runs.missing_pairs(which, data, EPS, _settings(), profile="t", cache=cache) == 0
-    assert attack_runs.missing_pairs(which, data, EPS, _settings(5), profile="t", cache=cache) == 6
-    assert attack_runs.cached_grid(which, data, EPS, _settings(5), profile="t", cache=cache) is None
+    assert attack_runs.missing_pairs(which, data, EPS, _settings(), profile=T, cache=cache) == 0
+    assert attack_runs.missing_pairs(which, data, EPS, _settings(5), profile=T, cache=cache) == 6
+    assert attack_runs.cached_grid(which, data, EPS, _settings(5), profile=T, cache=cache) is None
 
 
 def test_diffusion_whitebox_bound_and_cache(data, diff, tmp_path):
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     one = data.take([2])
     label = attack_runs.diffusion_objective_label(2, diff.seed)
     settings = _settings(2, objective=label)
     res = attack_runs.run_diffusion_whitebox(
-        diff, one, (0.0, 0.04), settings, profile="t", steps=2, cache=cache
+        diff, one, (0.0, 0.04), settings, profile=T, steps=2, cache=cache
     )
     rel = _rel_norm(res.delta, one.kspace)
     assert rel[0, 0] == 0 and 0.039 < float(rel[1, 0]) <= 0.04 * (1 + 1e-6)
     assert res.best_damage[1, 0] > 0
     again = attack_runs.run_diffusion_whitebox(
-        diff, one, (0.0, 0.04), settings, profile="t", steps=2, cache=cache
+        diff, one, (0.0, 0.04), settings, profile=T, steps=2, cache=cache
     )
     assert again.equal(res)
     assert all(p.requires_grad is False for p in diff.parameters())
     with pytest.raises(ValueError, match="objective"):
         attack_runs.run_diffusion_whitebox(
-            diff, one, (0.04,), _settings(2, objective="x"), profile="t", steps=2, cache=cache
+            diff, one, (0.04,), _settings(2, objective="x"), profile=T, steps=2, cache=cache
         )
 
 
@@ -236,11 +242,11 @@ def test_diffusion_whitebox_expectation_over_noise(data, diff, tmp_path):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="samples"):
             attack_runs.diffusion_objective_label(2, 0, bad)
-    cache = AttackCache("t", root=tmp_path)
+    cache = AttackCache(T, root=tmp_path)
     one = data.take([2])
     s1 = _settings(2, objective=attack_runs.diffusion_objective_label(2, diff.seed))
     s2 = _settings(2, objective=attack_runs.diffusion_objective_label(2, diff.seed, 2))
-    kw = {"profile": "t", "steps": 2, "cache": cache}
+    kw = {"profile": T, "steps": 2, "cache": cache}
     fixed = attack_runs.run_diffusion_whitebox(diff, one, (0.04,), s1, **kw)
     eot = attack_runs.run_diffusion_whitebox(diff, one, (0.04,), s2, samples=2, **kw)
     assert float(_rel_norm(eot.delta, one.kspace)[0, 0]) <= 0.04 * (1 + 1e-6)
@@ -267,9 +273,9 @@ def test_short_vs_full_sampler_rows(data, diff, mask, tmp_path):
         one,
         (0.0, 0.04),
         _settings(2, objective=label),
-        profile="t",
+        profile=T,
         steps=2,
-        cache=AttackCache("t", root=tmp_path),
+        cache=AttackCache(T, root=tmp_path),
     )
     ctl = control.control_deltas(res, mask, one.slice_ids, seed=0)
     full = summaries.whitebox_summary(
@@ -290,7 +296,7 @@ def test_short_vs_full_sampler_rows(data, diff, mask, tmp_path):
 
 def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
     res = attack_runs.run_whitebox(
-        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+        tiny, "tiny", data, EPS, _settings(), profile=T, cache=AttackCache(T, root=tmp_path)
     )
     ctl = control.control_deltas(res, mask, data.slice_ids, seed=3)
     bud = control.budget_controls(data.kspace, mask, data.slice_ids, EPS, seed=3)
@@ -315,7 +321,7 @@ def test_controls_norm_direction_and_support(data, tiny, mask, tmp_path):
 
 def test_eps_zero_changes_nothing(data, tiny, tmp_path):
     res = attack_runs.run_whitebox(
-        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+        tiny, "tiny", data, EPS, _settings(), profile=T, cache=AttackCache(T, root=tmp_path)
     )
     target = targets.Target("tiny", tiny, data.mask, memo=False)
     ctl = control.control_deltas(res, data.mask, data.slice_ids, seed=0)
@@ -336,7 +342,7 @@ def test_zero_filled_amplification_is_about_one(data, tmp_path):
     """|F^-1 (y + M delta)| - |F^-1 y| is at most |F^-1 M delta| pixelwise: amplification <= 1."""
     zf = ZeroFilled()
     res = attack_runs.run_whitebox(
-        zf, "zero_filled", data, EPS, _settings(), profile="t", cache=AttackCache("t", tmp_path)
+        zf, "zero_filled", data, EPS, _settings(), profile=T, cache=AttackCache(T, tmp_path)
     )
     ev = scoring.evaluate_attack(
         targets.Target("zero_filled", zf, data.mask), data, res, source="zero_filled"
@@ -439,7 +445,7 @@ def test_recon_cache_legacy_entries_are_recomputed_unless_adopted(data, tmp_path
 
 def test_image_route_clean_reference(data, tiny, tmp_path):
     res = attack_runs.run_whitebox(
-        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+        tiny, "tiny", data, EPS, _settings(), profile=T, cache=AttackCache(T, root=tmp_path)
     )
     target = targets.Target("tiny", tiny, data.mask)
     bud = control.budget_controls(data.kspace, data.mask, data.slice_ids, EPS, seed=0)
@@ -453,7 +459,7 @@ def test_image_route_clean_reference(data, tiny, tmp_path):
 
 def test_json_and_csv_layout(data, tiny, tmp_path):
     res = attack_runs.run_whitebox(
-        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+        tiny, "tiny", data, EPS, _settings(), profile=T, cache=AttackCache(T, root=tmp_path)
     )
     zf = ZeroFilled()
     ctl = control.control_deltas(res, data.mask, data.slice_ids, seed=0)
@@ -514,7 +520,7 @@ def test_figures_draw(data, tiny, tmp_path):
     import matplotlib.pyplot as plt
 
     res = attack_runs.run_whitebox(
-        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+        tiny, "tiny", data, EPS, _settings(), profile=T, cache=AttackCache(T, root=tmp_path)
     )
     ctl = control.control_deltas(res, data.mask, data.slice_ids, seed=0)
     ev = scoring.evaluate_attack(
@@ -539,7 +545,7 @@ def test_figures_draw(data, tiny, tmp_path):
 
 def test_subset_result_and_pending(data, tiny, diff, tmp_path):
     res = attack_runs.run_whitebox(
-        tiny, "tiny", data, EPS, _settings(), profile="t", cache=AttackCache("t", root=tmp_path)
+        tiny, "tiny", data, EPS, _settings(), profile=T, cache=AttackCache(T, root=tmp_path)
     )
     sub = selection.subset_result(res, data, [4, 0], (0.04, 0.0))
     assert sub.eps.tolist() == [0.04, 0.0]
@@ -569,3 +575,37 @@ def test_step_size_scores_normalise_each_problem() -> None:
         whitebox.step_size_scores({1.0: h1, 3.0: h3[:, :1]})
     with pytest.raises(ValueError, match="no step sizes"):
         whitebox.step_size_scores({})
+
+
+def _old_recon_key(target: targets.Target, y1: Tensor, slice_id: int) -> str:
+    """The reconstruction cache's key before mripkg.io.cache_key, written out literally."""
+    sid = f"|slice={int(slice_id)}" if target.stochastic else ""
+    h = hashlib.sha256((target.tag + sid).encode())
+    h.update(targets._y_digest(y1))
+    return h.hexdigest()[:32]
+
+
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_recon_cache_written_under_the_old_key_still_reads(data, diff, tiny, tmp_path, stochastic):
+    """An entry stored under the old key scheme is found (not recomputed) through the adapter;
+    new entries take the new key, and the two schemes name the entry differently."""
+    model = diff if stochastic else tiny
+    cache = targets.ReconCache(tmp_path / "recons")
+    old = targets.Target("m", model, data.mask, weights_id="w", cache=cache)
+    marks = {}
+    for i, sid in enumerate(data.slice_ids):
+        key = _old_recon_key(old, data.y[i], sid)
+        assert key != old.key(data.y[i], sid)
+        marks[sid] = torch.full((1, N, N), float(i + 1))  # no model gives this
+        cache.save("m", key, marks[sid])
+    t = targets.Target("m", model, data.mask, weights_id="w", cache=cache)
+    assert t.pending(data.y, data.slice_ids) == 0
+    out = t(data.y, data.slice_ids)
+    assert t.computed == 0
+    assert all(torch.equal(out[i], marks[s]) for i, s in enumerate(data.slice_ids))
+    # a new entry is written under the new key only
+    fresh = targets.Target("m", model, data.mask, weights_id="v", cache=cache)
+    fresh(data.y[:1], data.slice_ids[:1])
+    assert fresh.computed == 1
+    assert cache.path("m", fresh.key(data.y[0], data.slice_ids[0])).is_file()
+    assert not cache.path("m", _old_recon_key(fresh, data.y[0], data.slice_ids[0])).is_file()

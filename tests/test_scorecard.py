@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mripkg.evaluation.scoring import Evaluation
+from mripkg.profiles import QUICK, SMOKE
 from mripkg.report import rules, scorecard
 
 B, H = 8, 32
@@ -117,14 +118,14 @@ def test_noise_like_values():
 def test_scorecard_header_smoke_and_markdown():
     evs = {("resunetpp", "irim"): [_eval(_noise(3.0), _noise(1.0), 0, "irim")]}
     c2 = scorecard.claim_transfer(evs)
-    card = scorecard.scorecard("smoke", [c2], n_subjects=1, exploratory={"criteria": []})
+    card = scorecard.scorecard(SMOKE, [c2], n_subjects=1, exploratory={"criteria": []})
     assert card["header"] == "one test brain: intervals are over its slices, not over subjects"
     assert card["claims"][0]["verdict"] == rules.NOT_EVIDENCE
     assert card["claims"][0]["rule_verdict"] == rules.REPRODUCED
     assert card["exploratory"]["note"].startswith("exploratory")
     md = scorecard.scorecard_markdown(card)
     assert card["header"] in md and rules.RULES["2"] in md and "not evidence" in md
-    quick = scorecard.scorecard("quick", [c2], n_subjects=12)
+    quick = scorecard.scorecard(QUICK, [c2], n_subjects=12)
     assert quick["header"].startswith("12 test subjects")
     assert quick["claims"][0]["verdict"] == rules.REPRODUCED
 
@@ -182,7 +183,7 @@ def test_build_card_has_every_claim_and_is_json():
     transfer = {("resunetpp", "irim"): sup["irim"], ("irim", "resunetpp"): sup["resunetpp"]}
     c5 = {"claim": "5", "text": "t", "statistic": "s", "rows": [], "verdict": "x", "slices": [0]}
     card = scorecard.build_card(
-        "quick", diffusion=dif, supervised_whitebox=sup, supervised_transfer=transfer,
+        QUICK, diffusion=dif, supervised_whitebox=sup, supervised_transfer=transfer,
         claim5=c5, gt=gt, head=head, grey=grey, subjects=["colin27"] * B, authors=sup["irim"],
         exploratory={"claim4_criteria": [{"criterion": "AUC", "holds": True}]},
     )  # fmt: skip

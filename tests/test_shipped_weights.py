@@ -11,7 +11,7 @@ from mripkg.io import sha256_file
 from mripkg.models.ddpm import DiffusionReconstructor
 from mripkg.paths import shipped_weights_dir
 from mripkg.physics import equispaced_mask, fft2c, undersample, zero_filled
-from mripkg.profiles import QUICK
+from mripkg.profiles import QUICK, SMOKE
 from mripkg.training.checkpoints import CheckpointError, load_weights
 from mripkg.training.train import MODEL_NAMES, load_model
 
@@ -29,7 +29,7 @@ def test_shipped_weights_are_verified_and_small(name):
     for key in ("step", "seed", "cpu_time_s", "val_psnr", "val_ssim", "train_config"):
         assert key in meta, key
     with pytest.raises(CheckpointError, match="profile"):
-        load_weights(path, profile="smoke")
+        load_weights(path, profile=SMOKE)
 
 
 @pytest.fixture(scope="module")

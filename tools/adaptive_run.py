@@ -69,7 +69,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.clean_only:  # the evaluation's inputs that do not depend on the attack
         targets = defence_targets(
-            diff, mask, prof.name, 0.05, 10, 3, weights_id=attack_runs.model_id(meta)
+            diff, mask, prof, 0.05, 10, 3, weights_id=attack_runs.model_id(meta)
         )
         ctrl = budget_controls(data.kspace, mask, data.slice_ids, args.eps, seed=prof.seed)
         m = mask.to(data.y.real.dtype)
@@ -92,7 +92,7 @@ def main() -> None:
                 for d in args.defences:
                     m = every[d]
                     s = adaptive.adaptive_settings(base, d, m, cfg)
-                    r = adaptive.run_adaptive(m, d, one, [e], s, cfg, profile=prof.name)
+                    r = adaptive.run_adaptive(m, d, one, [e], s, cfg, profile=prof)
                     print(
                         f"eps {e} slice {sid} {d}: cpu_s {r.cpu_s.flatten().tolist()} "
                         f"at {time.perf_counter() - t0:.0f} s",
@@ -105,9 +105,9 @@ def main() -> None:
         data,
         args.eps,
         targets=defence_targets(
-            diff, mask, prof.name, 0.05, 10, 3, weights_id=attack_runs.model_id(meta)
+            diff, mask, prof, 0.05, 10, 3, weights_id=attack_runs.model_id(meta)
         ),
-        profile=prof.name,
+        profile=prof,
         tv_weight=0.05,
         tv_iters=10,
         mean_samples=3,

@@ -123,11 +123,9 @@ def run(
         for m in MODELS:
             base = attack_settings(profile, metas[m])
             s = variant_settings(base, profile, over)
-            missing = missing_pairs(m, data, grid, s, profile=profile.name)
+            missing = missing_pairs(m, data, grid, s, profile=profile)
             t0 = time.process_time()
-            res = run_whitebox(
-                models[m], m, data, grid, s, profile=profile.name, batch_size=batch_size
-            )
+            res = run_whitebox(models[m], m, data, grid, s, profile=profile, batch_size=batch_size)
             dt = time.process_time() - t0
             damage[name][m] = _fp32_damage(models[m], res, data)
             c, st, k = _entry_stats(cache, m, data, grid, s)

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from ..fingerprint import stamp
-from ..io import atomic_write_json, save_safetensors
+from ..io import atomic_write_json, cache_key, legacy_cache_key, save_safetensors
 from ..models import SUPERVISED
 from ..paths import checkpoint_dir, run_dir, shipped_weights_dir
 from ..profiles import Profile, cli_profile, get_profile, setup_torch
@@ -209,16 +209,21 @@ def _bench_sampler(
 def _reference_1000(net, meta, y, mask, idx, profile: Profile, split: str = "val") -> torch.Tensor:
     """The 1000-step projection sampler on the benchmark slices (seed 0), computed once and
     kept in ``runs/<profile>/bench_reference_1000.safetensors`` (keyed by the weights' hash
-    and the slice ids)."""
+    and the slice ids, :func:`mripkg.io.cache_key`; a reference saved under the old key still
+    reads)."""
     from safetensors.torch import load_file
 
     from ..models.ddpm import DiffusionReconstructor
 
-    key = f"{meta.get('sha256', '')[:12]}|{split}|{idx}"
+    fields = {"weights": meta.get("sha256", "")[:12], "split": split, "slices": list(idx)}
+    key = cache_key(fields)
     path = run_dir(profile.name) / "bench_reference_1000.safetensors"
     if path.is_file():
         saved = load_file(str(path))
-        if bytes(saved["key"].tolist()).decode() == key:
+        if bytes(saved["key"].tolist()).decode() in (
+            key,
+            legacy_cache_key("bench_reference", fields),
+        ):
             return saved["x"]
     t0 = time.perf_counter()
     with torch.no_grad():

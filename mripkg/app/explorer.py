@@ -57,7 +57,7 @@ from ..data import Split
 from ..evaluation import attack_runs, selection, targets
 from ..models import MODEL_LABELS, NAMES
 from ..physics import MRIOperator, equispaced_mask, ifft2c
-from ..profiles import Profile, get_profile, progress_disabled
+from ..profiles import Profile, check_profile, progress_disabled
 
 #: The perturbation source of the equal-norm Gaussian control.
 RANDOM = "random"
@@ -286,7 +286,7 @@ class Study:
         self.models = models
         self.metas = metas
         self.root = Path(root) if root is not None else paths.RUNS_DIR / profile.name
-        self.cache = AttackCache(profile.name, self.root / "attacks")
+        self.cache = AttackCache(profile, self.root / "attacks")
         self.recon_cache = targets.ReconCache(self.root / "recons")
         self.settings: dict[str, AttackSettings] = {
             m: attack_runs.attack_settings(profile, metas.get(m)) for m in SOURCES
@@ -789,7 +789,7 @@ class Study:
                 one,
                 [eps],
                 self.settings["diffusion"],
-                profile=self.profile.name,
+                profile=self.profile,
                 steps=a.diffusion_steps,
                 samples=a.diffusion_eot_samples,
                 cache=self.cache,
@@ -801,7 +801,7 @@ class Study:
             one,
             [eps],
             self.settings[source],
-            profile=self.profile.name,
+            profile=self.profile,
             batch_size=1,
             cache=self.cache,
             progress=progress,
@@ -835,7 +835,7 @@ def _source_label(source: str) -> str:
 
 
 def load_study(
-    profile: str | Profile = "quick",
+    profile: Profile,
     *,
     data_dir: str | os.PathLike | None = None,
     root: str | os.PathLike | None = None,
@@ -844,12 +844,12 @@ def load_study(
     """The :class:`Study` of a profile: its test split, the models from their weights, the
     ``runs/<profile>`` caches and, as fallback, ``results/<profile>/explorer.npz``.
 
-    ``profile``: a name (``$MRIPKG_PROFILE`` overrides it, as in the notebooks) or a Profile.
-    Raises ``ValueError`` naming the known profiles for an unknown name."""
+    ``profile``: the :class:`Profile` (a notebook resolves its ``profile`` parameter with
+    :func:`mripkg.profiles.get_profile`)."""
     from ..data import load_test_split
     from ..evaluation.clean import build_reconstructors
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = check_profile(profile)
     test = load_test_split(prof, data_dir)
     models, metas, _ = build_reconstructors(prof, None, retrain=False)
     if bundle is None:  # this run's results/, else the shipped copy (installed package)
@@ -1752,7 +1752,7 @@ class Explorer:
         return times
 
 
-def explore(profile: str = "quick", **kw: Any) -> Explorer:
+def explore(profile: Profile, **kw: Any) -> Explorer:
     """Build the explorer of a profile's saved results and display it (notebook 06)."""
     from IPython.display import display
 

@@ -319,7 +319,7 @@ def attack_tables(
     mask = equispaced_mask(profile.image_size)
     data = slice_set(test, mask, profile.attack.n_slices)
     eps = list(profile.attack.eps_grid)
-    cache = AttackCache(profile.name, root=cache_dir)
+    cache = AttackCache(profile, root=cache_dir)
     wrapped = {k: OnDevice(v.eval(), device) for k, v in nets.items()}
     targets = {k: Target(k, w, mask, batch_size=batch_size) for k, w in wrapped.items()}
     targets["zero_filled"] = Target("zero_filled", ZeroFilled(), mask, batch_size=batch_size)
@@ -334,7 +334,7 @@ def attack_tables(
             data,
             eps,
             settings,
-            profile=profile.name,
+            profile=profile,
             batch_size=batch_size,
             cache=cache,
             progress=progress,

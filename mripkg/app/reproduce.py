@@ -49,7 +49,15 @@ from ..paths import (
     results_dirs,
     run_dir,
 )
-from ..profiles import PROFILE_ENV, PROFILES, cli_profile, parse_eps_grid, progress_disabled
+from ..profiles import (
+    PROFILE_ENV,
+    PROFILES,
+    Profile,
+    check_profile,
+    cli_profile,
+    parse_eps_grid,
+    progress_disabled,
+)
 from ..report.figures import FIGURE_CLAIMS, figure_files
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
@@ -123,12 +131,12 @@ def quiet() -> bool:
     return progress_disabled()
 
 
-def progress_bar(nb_path: Path, profile: str) -> dict[str, object] | bool:
+def progress_bar(nb_path: Path, profile: Profile) -> dict[str, object] | bool:
     """papermill's per-notebook bar (cells done / total, elapsed, remaining), named after the
     notebook; ``False`` under CI.  Off a terminal (a log file) it updates every 30 s."""
     if quiet():
         return False
-    bar: dict[str, object] = {"desc": f"[{profile}] {nb_path.stem}"}
+    bar: dict[str, object] = {"desc": f"[{profile.name}] {nb_path.stem}"}
     if not sys.stderr.isatty():
         bar.update(mininterval=30.0, ascii=True)
     return bar
@@ -334,7 +342,7 @@ def resolve_data_dir(data_dir: str | os.PathLike, cwd: str | os.PathLike | None 
 
 def run_notebook(
     nb_path: Path,
-    profile: str,
+    profile: Profile,
     out_dir: Path,
     data_dir: str | None = None,
     timeout_s: int | None = None,
@@ -345,13 +353,13 @@ def run_notebook(
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    prof = PROFILES[profile]
-    params: dict[str, object] = {**(extra or {}), "profile": profile}
+    prof = check_profile(profile)
+    params: dict[str, object] = {**(extra or {}), "profile": prof.name}
     if data_dir is not None:
         # the kernel runs in notebooks/: a relative folder is meant from the caller's directory
         params["data_dir"] = str(resolve_data_dir(data_dir))
     out = out_dir / nb_path.name
-    os.environ[PROFILE_ENV] = profile  # the kernel inherits it
+    os.environ[PROFILE_ENV] = prof.name  # the kernel inherits it
     os.environ[PUBLISH_ENV] = "1"  # quick figures go to figures/ (a Lab session: runs/)
     if not is_checkout() and not os.environ.get(ROOT_ENV):
         os.environ[HOME_ENV] = str(REPO_ROOT)  # installed: the kernel writes where we do
@@ -361,7 +369,7 @@ def run_notebook(
             str(out),
             parameters=params,
             kernel_name=KERNEL,
-            progress_bar=progress_bar(nb_path, profile),
+            progress_bar=progress_bar(nb_path, prof),
             log_output=False,
             execution_timeout=timeout_s if timeout_s is not None else prof.cell_timeout_s,
             cwd=str(nb_path.parent),
@@ -383,13 +391,13 @@ def run_notebook(
 RESULT_PATTERNS = ("metrics_*.json", "metrics_*.csv", "claims.json")
 
 
-def export_results(profile: str) -> list[Path]:
+def export_results(profile: Profile) -> list[Path]:
     """Copy the notebooks' summary results (``runs/<profile>/metrics_*.json``, the per-slice
     ``metrics_*.csv`` and the claims scorecard ``claims.json``; small) to
     ``results/<profile>/``, atomically.  The README's tables are generated from
     ``results/quick/`` (``python -m mripkg.readme``)."""
-    src = run_dir(profile)
-    dst = results_dir(profile)
+    src = run_dir(profile.name)
+    dst = results_dir(profile.name)
     dst.mkdir(parents=True, exist_ok=True)
     copied = []
     for pattern in RESULT_PATTERNS:
@@ -399,12 +407,12 @@ def export_results(profile: str) -> list[Path]:
     return copied
 
 
-def _snapshot(profile: str) -> dict[str, float]:
+def _snapshot(profile: Profile) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in figure_files(profile)}
 
 
 def write_manifest(
-    profile: str,
+    profile: Profile,
     records: list[RunRecord],
     started: dt.datetime,
     total_s: float,
@@ -418,7 +426,7 @@ def write_manifest(
     notebook, replaced when that notebook runs again), so a partial run (``--only``) updates
     its notebooks' lines and keeps the others'; the whole-run line (start, total time) changes
     only when every notebook ran (``whole``)."""
-    fdir = figures_dir(profile)
+    fdir = figures_dir(profile.name)
     fdir.mkdir(parents=True, exist_ok=True)
     store_path = fdir / "MANIFEST.json"
     try:
@@ -444,7 +452,7 @@ def write_manifest(
     if whole:
         whole_run = {"started": when, "total_s": round(total_s, 1), "mripkg": __version__}
     store = {
-        "profile": profile,
+        "profile": profile.name,
         "whole_run": whole_run,
         "notebooks": dict(sorted(notebooks.items())),
     }
@@ -474,9 +482,10 @@ def write_manifest(
     else:
         whole_line = "- no whole run (every notebook) recorded yet"
     lines = [
-        f"# Figures of profile `{profile}`",
+        f"# Figures of profile `{profile.name}`",
         "",
-        f"- written by `python -m mripkg.reproduce --profile {profile}` (mripkg {__version__})",
+        f"- written by `python -m mripkg.reproduce --profile {profile.name}` "
+        f"(mripkg {__version__})",
         *([f"- parameters set with --param: {', '.join(given)}"] if given else []),
         whole_line,
         *(
@@ -504,7 +513,7 @@ def write_manifest(
         "|---|---|---|---|",
     ]
     for name, notebook, claim in rows:
-        lines.append(f"| `{name}` | `{notebook}` | {profile} | {claim} |")
+        lines.append(f"| `{name}` | `{notebook}` | {profile.name} | {claim} |")
     if not rows:
         lines.append("| (no figures) | | | |")
     path = fdir / "MANIFEST.md"
@@ -563,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no NN_*.ipynb notebooks in {args.notebooks_dir}", file=sys.stderr)
         return 2
 
-    profile = cli_profile(args.profile).name
+    prof = cli_profile(args.profile)  # the one place a name becomes a Profile
+    profile = prof.name
     os.environ[PUBLISH_ENV] = "1"  # this run writes the quick figures into figures/
     missing = missing_inputs(selected, profile)
     if missing:
@@ -577,11 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     records: list[RunRecord] = []
     for i, nb in enumerate(selected, 1):
         say(f"[{profile}] notebook {i}/{len(selected)}: {nb.name} ...")
-        before = _snapshot(profile)
+        before = _snapshot(prof)
         t = time.perf_counter()
         try:
             with MemoryWatch() as mem:
-                run_notebook(nb, profile, out_dir, data_dir, extra=extra[nb])
+                run_notebook(nb, prof, out_dir, data_dir, extra=extra[nb])
         except NotebookFailed as err:
             print(f"FAILED: {err}", file=sys.stderr)
             print(
@@ -589,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        after = _snapshot(profile)
+        after = _snapshot(prof)
         made = sorted(name for name, m in after.items() if before.get(name) != m)
         records.append(
             RunRecord(nb.name, time.perf_counter() - t, made, mem.peak_gb, params=extra[nb])
@@ -601,8 +611,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     total = time.perf_counter() - t0
     whole = {p.name for p in selected} == {p.name for p in notebooks}
-    manifest = write_manifest(profile, records, started, total, data_dir, whole=whole)
-    exported = export_results(profile) if data_dir is None else []
+    manifest = write_manifest(prof, records, started, total, data_dir, whole=whole)
+    exported = export_results(prof) if data_dir is None else []
     print(f"[{profile}] {len(records)} notebooks in {total:.1f} s; manifest: {_rel(manifest)}")
     if exported:
         print(f"[{profile}] {len(exported)} result files -> {_rel(results_dir(profile))}")

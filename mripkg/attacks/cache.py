@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..physics import kspace_norm
-from ..profiles import progress_disabled
+from ..profiles import Profile, check_profile, progress_disabled
 from .kspace import (
     NORM_RTOL,
     AttackResult,
@@ -77,8 +77,9 @@ class AttackCache:
     evaluated on is not part of the key (the perturbation does not depend on it).
     """
 
-    def __init__(self, profile: str, root: str | os.PathLike | None = None) -> None:
-        self.profile = _safe(profile, "profile")
+    def __init__(self, profile: Profile, root: str | os.PathLike | None = None) -> None:
+        #: the profile's name: the folder ``runs/<name>/attacks`` and part of every key
+        self.profile_name = _safe(check_profile(profile).name, "profile")
         self._root = Path(root) if root is not None else None
 
     @property
@@ -86,7 +87,7 @@ class AttackCache:
         if self._root is None:
             from ..paths import run_dir
 
-            self._root = run_dir(self.profile) / "attacks"
+            self._root = run_dir(self.profile_name) / "attacks"
         return self._root
 
     def path(
@@ -163,7 +164,7 @@ class AttackCache:
         self, source: str, split: str, slice_id: int | str, eps: float, settings: AttackSettings
     ) -> dict[str, Any]:
         return {
-            "profile": self.profile,
+            "profile": self.profile_name,
             "source": str(source),
             "split": str(split),
             "slice_id": str(slice_id),
@@ -320,7 +321,7 @@ def cached_attack(
     mask: Tensor,
     eps: EpsLike,
     *,
-    profile: str,
+    profile: Profile,
     source: str,
     slice_ids: Sequence[int | str],
     split: str = "test",
@@ -396,7 +397,7 @@ def attack_shard(
     eps: EpsLike,
     *,
     shard: Shard,
-    profile: str,
+    profile: Profile,
     source: str,
     slice_ids: Sequence[int | str],
     split: str = "test",
@@ -428,7 +429,7 @@ class _Sweep:
         kspace: Tensor,
         mask: Tensor,
         eps: EpsLike,
-        profile: str,
+        profile: Profile,
         source: str,
         slice_ids: Sequence[int | str],
         split: str,
@@ -449,8 +450,8 @@ class _Sweep:
         if len({str(s) for s in slice_ids}) != len(slice_ids):
             raise ValueError("slice ids must be unique")
         cache = cache or AttackCache(profile)
-        if cache.profile != profile:
-            raise ValueError(f"cache is for profile {cache.profile!r}, not {profile!r}")
+        if cache.profile_name != check_profile(profile).name:
+            raise ValueError(f"cache is for profile {cache.profile_name!r}, not {profile.name!r}")
         self.model, self.objective_model, self.progress = model, objective_model, progress
         self.kspace, self.mask, self.settings, self.cache = kspace, mask, settings, cache
         self.source, self.split, self.slice_ids = source, split, slice_ids
@@ -570,7 +571,7 @@ def cached_protocol_attack(
     mask: Tensor,
     eps: EpsLike,
     *,
-    profile: str,
+    profile: Profile,
     source: str,
     slice_ids: Sequence[int | str],
     split: str = "test",
@@ -593,8 +594,8 @@ def cached_protocol_attack(
     if len({str(s) for s in slice_ids}) != len(slice_ids):
         raise ValueError("slice ids must be unique")
     cache = cache or AttackCache(profile)
-    if cache.profile != profile:
-        raise ValueError(f"cache is for profile {cache.profile!r}, not {profile!r}")
+    if cache.profile_name != check_profile(profile).name:
+        raise ValueError(f"cache is for profile {cache.profile_name!r}, not {profile.name!r}")
     eps_t = as_eps(eps)
     # levels to solve, in increasing order: every requested eps and the ladder below it
     levels: list[float] = []

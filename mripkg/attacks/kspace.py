@@ -47,7 +47,6 @@ values.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -63,9 +62,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..io import _atomic_write_text, sha256_file
+from ..io import _atomic_write_text, cache_key, sha256_file
 from ..physics import fft2c, ifft2c, kspace_norm
-from ..profiles import progress_disabled
+from ..profiles import Profile, progress_disabled
 
 #: ``f(y, mask) -> image``: y complex ``[N, 1, H, W]``, mask bool ``[W]``,
 #: image real ``[N, 1, H, W]``.
@@ -807,7 +806,7 @@ class AttackSettings:
             raise ValueError(f"ladder must be increasing eps >= 0, got {self.ladder!r}")
 
     @classmethod
-    def from_profile(cls, profile: Any, **overrides: Any) -> AttackSettings:
+    def from_profile(cls, profile: Profile, **overrides: Any) -> AttackSettings:
         """Steps, ``lr_rel`` and seed from a :class:`mripkg.profiles.Profile`."""
         base = {
             "steps": profile.attack.steps,
@@ -835,9 +834,9 @@ class AttackSettings:
         return d
 
     def digest(self) -> str:
-        """12 hex digits identifying these settings (part of the cache file name)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        """12 hex digits identifying these settings (part of the cache file name):
+        :func:`mripkg.io.cache_key` of :meth:`to_dict` (the digest it always was)."""
+        return cache_key(self.to_dict(), length=12)
 
 
 __all__ = [

@@ -64,7 +64,7 @@ def run_whitebox(
     eps: EpsLike,
     settings: AttackSettings,
     *,
-    profile: str,
+    profile: Profile,
     batch_size: int | None = 8,
     cache: AttackCache | None = None,
     progress: bool | None = None,
@@ -99,7 +99,7 @@ def shard_whitebox(
     settings: AttackSettings,
     *,
     shard: Shard,
-    profile: str,
+    profile: Profile,
     batch_size: int | None = 8,
     cache: AttackCache | None = None,
     progress: bool | None = None,
@@ -163,7 +163,7 @@ def run_diffusion_whitebox(
     eps: EpsLike,
     settings: AttackSettings,
     *,
-    profile: str,
+    profile: Profile,
     steps: int,
     samples: int = 1,
     source: str = "diffusion",
@@ -207,7 +207,7 @@ def cached_grid(
     eps: EpsLike,
     settings: AttackSettings,
     *,
-    profile: str,
+    profile: Profile,
     cache: AttackCache | None = None,
 ) -> AttackResult | None:
     """The cached perturbations of ``source`` for every (slice, eps) pair, or ``None`` when
@@ -227,7 +227,7 @@ def missing_pairs(
     eps: EpsLike,
     settings: AttackSettings,
     *,
-    profile: str,
+    profile: Profile,
     cache: AttackCache | None = None,
 ) -> int:
     """Number of (slice, eps > 0) pairs not yet in the attack cache, or corrupt there (the

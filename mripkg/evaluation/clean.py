@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 from ..data import MRIDataset, Split, dataset_fingerprint
-from ..io import read_json, write_json
+from ..io import cache_key, legacy_cache_key, read_json, write_json
 from ..models.base import ZeroFilled
 from ..models.ddpm import DiffusionReconstructor
 from ..models.tv import TVReconstructor, choose_lambda
@@ -59,14 +59,16 @@ def build_tv(profile: Profile, dataset: MRIDataset) -> tuple[TVReconstructor, di
     The grid ``profile.tv.lam_grid`` is searched on ``profile.tv.val_slices`` validation slices
     (spread evenly) with the profile's iterations (:func:`mripkg.models.tv.choose_lambda`);
     the result goes to ``runs/<profile>/tv_lambda.json`` and is reused while the settings and
-    the validation images are the same (a changed setting or dataset redoes the search).
+    the validation images are the same (a changed setting or dataset redoes the search): its
+    ``"key"`` is :func:`mripkg.io.cache_key` of those settings (``"key_fields"``); a file
+    written before keeps its old key, the fields themselves, and still reads.
     Returns ``(model, search record)``; the record's ``sha256`` identifies the model (weight,
     iterations, step ratio) as a weights hash does a network's (:func:`mripkg.robustness.model_id`).
     """
     cfg = profile.tv
     val = dataset["val"]
     ids = spread_ids(len(val), cfg.val_slices)
-    key = {
+    fields = {
         "iters": cfg.iters,
         "step_ratio": cfg.step_ratio,
         "lams": [float(v) for v in cfg.lam_grid],
@@ -74,11 +76,15 @@ def build_tv(profile: Profile, dataset: MRIDataset) -> tuple[TVReconstructor, di
         "dataset": dataset_fingerprint(dataset),
     }
     path = tv_lambda_path(profile)
+    key = cache_key(fields)
     rec = read_json(path) if path.is_file() else None
-    if rec is None or rec.get("key") != key:
+    if not isinstance(rec, dict) or rec.get("key") not in (
+        key,
+        legacy_cache_key("tv_lambda", fields),
+    ):
         mask = equispaced_mask(profile.image_size)
         rec = choose_lambda(val.images[ids], mask, cfg.lam_grid, cfg.iters, cfg.step_ratio)
-        rec["key"] = key
+        rec["key"], rec["key_fields"] = key, fields
         write_json(path, rec, machine=False)  # a cache, not a result
     # the model's identity for the attack cache (robustness.model_id), like a weights hash
     # (solver v2: finite gradients where the image gradient is zero; v1 attacks gave NaN)

@@ -22,7 +22,7 @@ from torch import Tensor
 from ..attacks.kspace import (
     frozen,
 )
-from ..io import atomic_write_json, save_safetensors, sha256_file
+from ..io import atomic_write_json, cache_key, legacy_cache_key, save_safetensors, sha256_file
 from ..models.ddpm import DiffusionReconstructor
 from .selection import SliceSet
 
@@ -45,8 +45,10 @@ class ReconCache:
     """Reconstructions on disk, one safetensors file per (target tag, measurement), each with a
     JSON sidecar (format, the sha256 of the tensor file, the key, shape and dtype).
 
-    ``root/<name>/<key>.safetensors`` + ``<key>.json``; ``key`` hashes the target's tag (model
-    weights, sampler steps, seed, sample, slice id) and the measurement's values.  Written
+    ``root/<name>/<key>.safetensors`` + ``<key>.json``; ``key`` (:func:`mripkg.io.cache_key`)
+    hashes the target's tag (model weights, sampler steps, seed, sample, slice id) and the
+    measurement's values; an entry under the old key scheme still reads (``legacy``,
+    :meth:`resolve`).  Written
     atomically (tensor file first, sidecar last).  On load every entry is re-validated: the
     sidecar must be a JSON object of this format whose sha256, key, shape and dtype match, and
     the values must be finite; anything else is treated as absent (with a warning) and
@@ -60,6 +62,14 @@ class ReconCache:
 
     def path(self, name: str, key: str) -> Path:
         return self.root / name / f"{key}.safetensors"
+
+    def resolve(self, name: str, key: str, legacy: str | None = None) -> str:
+        """``key``, or ``legacy`` (the entry's key under the cache's old scheme,
+        :func:`mripkg.io.legacy_cache_key`) when only the old entry is on disk."""
+        if legacy is not None and not self.path(name, key).is_file():
+            if self.path(name, legacy).is_file():
+                return legacy
+        return key
 
     def _problem(self, name: str, key: str, shape: Sequence[int] | None) -> tuple[str, Any]:
         """``(problem, tensor)``: problem ``""`` and the tensor when the entry is usable,
@@ -84,9 +94,17 @@ class ReconCache:
             return "sha256 does not match its sidecar (corrupt or replaced)", None
         return _check_recon_tensor(p, side.get("shape"), side.get("dtype"), shape)
 
-    def load(self, name: str, key: str, shape: Sequence[int] | None = None) -> Tensor | None:
+    def load(
+        self,
+        name: str,
+        key: str,
+        shape: Sequence[int] | None = None,
+        legacy: str | None = None,
+    ) -> Tensor | None:
         """The stored reconstruction, or ``None`` when absent or not usable (a warning says
-        why); ``shape``: the expected shape (e.g. ``[1, H, W]``)."""
+        why); ``shape``: the expected shape (e.g. ``[1, H, W]``); ``legacy``: the entry's key
+        under the old scheme, read when no entry has ``key`` (:meth:`resolve`)."""
+        key = self.resolve(name, key, legacy)
         problem, x = self._problem(name, key, shape)
         if problem == "absent":
             return None
@@ -98,9 +116,15 @@ class ReconCache:
             return None
         return x
 
-    def is_valid(self, name: str, key: str, shape: Sequence[int] | None = None) -> bool:
+    def is_valid(
+        self,
+        name: str,
+        key: str,
+        shape: Sequence[int] | None = None,
+        legacy: str | None = None,
+    ) -> bool:
         """Whether :meth:`load` would return the entry (no warning)."""
-        return self._problem(name, key, shape)[0] == ""
+        return self._problem(name, self.resolve(name, key, legacy), shape)[0] == ""
 
     def save(self, name: str, key: str, x: Tensor) -> None:
         """Store ``x`` (atomically: the tensor file, then its sidecar)."""
@@ -218,11 +242,22 @@ class Target:
             return f"{tag}|{extra}" if extra else tag  # "": the paper's sampler, older keys
         return f"{self.name}|{self.weights_id}"
 
+    def _key_parts(self, y1: Tensor, slice_id: int) -> tuple[dict[str, Any], bytes]:
+        """The fields and the measurement digest of one entry's cache key (the slice id
+        only for a stochastic target, whose noise depends on it)."""
+        sid = int(slice_id) if self.stochastic else None
+        return {"target": self.tag, "slice": sid}, _y_digest(y1)
+
     def key(self, y1: Tensor, slice_id: int) -> str:
-        sid = f"|slice={int(slice_id)}" if self.stochastic else ""
-        h = hashlib.sha256((self.tag + sid).encode())
-        h.update(_y_digest(y1))
-        return h.hexdigest()[:32]
+        """The cache key of one measurement ``y1 [1, H, W]`` (:func:`mripkg.io.cache_key`)."""
+        fields, digest = self._key_parts(y1, slice_id)
+        return cache_key(fields, digest)
+
+    def keys(self, y1: Tensor, slice_id: int) -> tuple[str, str]:
+        """``(key, legacy key)``: :meth:`key` and the same entry's key under the cache's old
+        scheme (:func:`mripkg.io.legacy_cache_key`), by which older caches still read."""
+        fields, digest = self._key_parts(y1, slice_id)
+        return cache_key(fields, digest), str(legacy_cache_key("recon", fields, digest))
 
     def _run(self, y: Tensor, ids: list[int]) -> Tensor:
         self.computed += y.shape[0]
@@ -247,12 +282,13 @@ class Target:
             raise ValueError(f"{len(ids)} slice ids for {y.shape[0]} measurements")
         if self._memo is None and self.cache is None:
             return self._run(y, ids)
-        keys = [self.key(y[i], ids[i]) for i in range(len(ids))]
+        both = [self.keys(y[i], ids[i]) for i in range(len(ids))]
+        keys = [k for k, _ in both]
         out: list[Tensor | None] = []
-        for k in keys:
+        for k, old in both:
             x = self._memo.get(k) if self._memo is not None else None
             if x is None and self.cache is not None:
-                x = self.cache.load(self.name, k, tuple(y.shape[1:]))
+                x = self.cache.load(self.name, k, tuple(y.shape[1:]), legacy=old)
             out.append(x)
         todo = [i for i, x in enumerate(out) if x is None]
         if todo:
@@ -275,10 +311,10 @@ class Target:
         union the sets of several calls to count shared inputs once."""
         out = set()
         for i, sid in enumerate(slice_ids):
-            k = self.key(y[i], int(sid))
+            k, old = self.keys(y[i], int(sid))
             hit = self._memo is not None and k in self._memo
             if not hit and self.cache is not None:
-                hit = self.cache.is_valid(self.name, k, tuple(y.shape[1:]))
+                hit = self.cache.is_valid(self.name, k, tuple(y.shape[1:]), legacy=old)
             if not hit:
                 out.add(k)
         return out

@@ -64,6 +64,7 @@ from ..evaluation.selection import SliceSet, eps_key
 from ..evaluation.stats import excess_over_control, mean_interval
 from ..models.ddpm import DiffusionReconstructor, draw_sampler_noise
 from ..paths import run_dir
+from ..profiles import Profile
 
 #: The attacked models: the undefended diffusion model and the two candidate defences.
 DEFENCES = ("diffusion", "tv_diffusion", "diffusion_mean")
@@ -348,7 +349,7 @@ def run_adaptive(
     settings: AttackSettings,
     cfg: AdaptiveConfig,
     *,
-    profile: str,
+    profile: Profile,
     root: Path | None = None,
     only_cached: bool = False,
     progress: bool | None = None,
@@ -361,7 +362,7 @@ def run_adaptive(
     _check_defence(defence, diff)
     if settings.objective != objective_label(defence, diff, cfg) or settings.steps != cfg.steps:
         raise ValueError("settings do not match the defence and config (use adaptive_settings)")
-    root = Path(root) if root is not None else run_dir(profile) / "adaptive"
+    root = Path(root) if root is not None else run_dir(profile.name) / "adaptive"
     eps_l = as_eps(eps).tolist()
     if any(e <= 0 for e in eps_l):
         raise ValueError(f"adaptive eps must be > 0, got {eps_l}")
@@ -567,7 +568,7 @@ def data_digest(data: SliceSet) -> str:
 
 
 def result_key(
-    profile: str,
+    profile: Profile,
     data: SliceSet,
     eps: Sequence[float],
     diff: DiffusionReconstructor,
@@ -582,7 +583,7 @@ def result_key(
     config and the attack settings' digests per defence (they include the weights' sha256 and
     the surrogate).  Committed results are used only when this matches exactly."""
     key = {
-        "profile": profile,
+        "profile": profile.name,
         "split": data.split,
         "slice_ids": list(data.slice_ids),
         "data_digest": data_digest(data),
@@ -621,7 +622,7 @@ def experiment(
     eps: Sequence[float],
     *,
     targets: Mapping[str, Any],
-    profile: str,
+    profile: Profile,
     tv_weight: float,
     tv_iters: int,
     mean_samples: int,

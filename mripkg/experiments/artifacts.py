@@ -75,7 +75,7 @@ class Artifacts:
         self.sup_eps = sup_eps = [e for e in merge_eps(a.eps_grid, a.diffusion_eps) if e > 0]
         self.d_eps = d_eps = [e for e in a.diffusion_eps if e > 0]
         settings = {m: attack_settings(prof, metas[m]) for m in sup}
-        todo = {m: missing_pairs(m, data, sup_eps, settings[m], profile=prof.name) for m in sup}
+        todo = {m: missing_pairs(m, data, sup_eps, settings[m], profile=prof) for m in sup}
 
         self.dt = dt = Target(
             "diffusion",
@@ -88,7 +88,7 @@ class Artifacts:
         self.dt_other = dt_other = dt.with_seed(prof.seed + 1)  # the sampler's own variability
         self.attacks = attacks = {
             m: run_whitebox(
-                models[m], m, data, sup_eps, settings[m], profile=prof.name, batch_size=batch_size
+                models[m], m, data, sup_eps, settings[m], profile=prof, batch_size=batch_size
             )
             for m in sup
         }

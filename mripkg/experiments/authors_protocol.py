@@ -91,10 +91,10 @@ def run(
             continue
         for m in sources:
             for e in sorted(eps, reverse=True):  # the authors' number is at the largest eps
-                before = missing_pairs(m, data, [e], sets[m], profile=profile.name)
+                before = missing_pairs(m, data, [e], sets[m], profile=profile)
                 t0 = time.process_time()
                 res = run_whitebox(
-                    models[m], m, data, [e], sets[m], profile=profile.name, batch_size=len(data)
+                    models[m], m, data, [e], sets[m], profile=profile, batch_size=len(data)
                 )
                 dt = time.process_time() - t0
                 results[(proto, m, e)] = res

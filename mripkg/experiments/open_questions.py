@@ -49,7 +49,7 @@ from ..evaluation.stats import clear_word, excess_over_control
 from ..evaluation.summaries import transfer_summary, whitebox_summary
 from ..evaluation.targets import ReconCache, Target
 from ..io import all_finite, read_json, write_json
-from ..models import LABELS
+from ..models import LABELS, SUPERVISED
 from ..models.ddpm import DiffusionReconstructor
 from ..paths import REPO_ROOT, results_dir, run_dir
 from ..profiles import Profile
@@ -112,7 +112,7 @@ def tv_diffusion_target(base: Target, tv_weight: float, tv_iters: int = 10) -> T
 def defence_targets(
     diff: DiffusionReconstructor,
     mask: Tensor,
-    profile: str,
+    profile: Profile,
     tv_weight: float,
     tv_iters: int,
     mean_samples: int,
@@ -127,7 +127,7 @@ def defence_targets(
         mask,
         batch_size=batch_size,
         weights_id=weights_id,
-        cache=ReconCache(run_dir(profile) / "recons"),
+        cache=ReconCache(run_dir(profile.name) / "recons"),
     )
     return {
         "diffusion": base,
@@ -301,7 +301,7 @@ def summary_markdown(
             f"amplification {r['amplification'][k]:.2f} "
             f"(control {r['control_amplification'][k]:.2f})."
         )
-    for s in ("resunetpp", "irim"):
+    for s in SUPERVISED:
         lines.append(
             f"* {labels[s]} -> TV at ε {eps:g}: {table['tv']['transfer'][s][k]:.2f} dB, "
             f"{_excess_text(evals[(s, 'tv')], eps)}."
@@ -430,7 +430,7 @@ class OpenQuestions:
         settings = {m: attack_settings(prof, metas[m]) for m in sources}
         todo, per = {}, {}
         for m in sources:
-            todo[m] = missing_pairs(m, tdata, t_eps, settings[m], profile=prof.name)
+            todo[m] = missing_pairs(m, tdata, t_eps, settings[m], profile=prof)
             per[m] = time_attack_step(models[m], tdata, batch_size) if todo[m] else 0.0
         print(f"slices {tdata.slice_ids}, eps {t_eps}, {a.steps} Adam steps")
         for m in sources:
@@ -439,7 +439,7 @@ class OpenQuestions:
         t0 = time.perf_counter()
         self.attacks = attacks = {
             m: run_whitebox(
-                models[m], m, tdata, t_eps, settings[m], profile=prof.name, batch_size=batch_size
+                models[m], m, tdata, t_eps, settings[m], profile=prof, batch_size=batch_size
             )
             for m in sources
         }
@@ -523,7 +523,7 @@ class OpenQuestions:
             self.ddata,
             self.table_eps,
             targets=self.d_targets,
-            profile=prof.name,
+            profile=prof,
             tv_weight=self.tv_diffusion_weight,
             tv_iters=self.tv_diffusion_iters,
             mean_samples=self.mean_samples,

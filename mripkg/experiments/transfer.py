@@ -146,7 +146,7 @@ class Transfer:
         print(f"attacked test slices: {data.slice_ids}; transfer eps: {t_eps}")
         total = 0.0
         for m in sup_sources:
-            todo = missing_pairs(m, data, t_eps, settings[m], profile=prof.name)
+            todo = missing_pairs(m, data, t_eps, settings[m], profile=prof)
             per = time_attack_step(models[m], data, batch_size) if todo else 0.0
             total += todo * a.steps * per
             print(
@@ -159,7 +159,7 @@ class Transfer:
         t0 = time.perf_counter()
         for m in sup_sources:
             attacks[m] = run_whitebox(
-                models[m], m, data, t_eps, settings[m], profile=prof.name, batch_size=batch_size
+                models[m], m, data, t_eps, settings[m], profile=prof, batch_size=batch_size
             )
             source_data[m] = data
             print(
@@ -175,7 +175,7 @@ class Transfer:
                 dwb,
                 dwb_eps,
                 diffusion_settings(prof, metas["diffusion"]),
-                profile=prof.name,
+                profile=prof,
             )
             if grid is not None:
                 attacks["diffusion"], source_data["diffusion"] = grid, dwb

@@ -43,7 +43,7 @@ from ..evaluation.selection import SliceSet, eps_key, require_tuning_split, slic
 from ..evaluation.summaries import whitebox_summary
 from ..evaluation.targets import ReconCache, Target
 from ..io import all_finite, read_json, write_csv, write_json
-from ..models import LABELS, NAMES
+from ..models import LABELS, NAMES, SUPERVISED
 from ..models.ddpm import DiffusionReconstructor
 from ..paths import REPO_ROOT, run_dir
 from ..profiles import PROFILES, Profile
@@ -137,7 +137,7 @@ def convergence_check(
     settings: AttackSettings,
     long_settings: AttackSettings,
     *,
-    profile: str,
+    profile: Profile,
     batch_size: int | None = 8,
     cache: AttackCache | None = None,
 ) -> ConvergenceCheck:
@@ -189,7 +189,7 @@ def step_size_check(
     eps: EpsLike,
     settings: Mapping[tuple[str, float], AttackSettings],
     *,
-    profile: str,
+    profile: Profile,
     profile_lr: float,
     batch_size: int | None = 8,
     tolerance: float = 0.01,
@@ -389,7 +389,7 @@ class WhiteBox:
 
         estimate = {}
         for m in self.sources:
-            todo = missing_pairs(m, data, eps_grid, settings[m], profile=prof.name)
+            todo = missing_pairs(m, data, eps_grid, settings[m], profile=prof)
             per = time_attack_step(models[m], data, batch_size) if todo else 0.0
             estimate[m] = todo * planned_steps(settings[m], eps_grid) * per
             print(
@@ -402,7 +402,7 @@ class WhiteBox:
             self.ddata = ddata = slice_set(ds["test"], mask, prof.attack.diffusion_whitebox_slices)
             self.d_eps = d_eps = [0.0, *prof.attack.diffusion_whitebox_eps]
             self.d_settings = d_settings = diffusion_settings(prof, metas["diffusion"])
-            todo = missing_pairs("diffusion", ddata, d_eps, d_settings, profile=prof.name)
+            todo = missing_pairs("diffusion", ddata, d_eps, d_settings, profile=prof)
             n_draws = prof.attack.diffusion_eot_samples
             objective = diffusion_objective(
                 diff, prof.attack.diffusion_steps, ddata.slice_ids[0], n_draws
@@ -436,7 +436,7 @@ class WhiteBox:
                 self.eps_grid,
                 self.settings[m],
                 shard=shard,
-                profile=self.prof.name,
+                profile=self.prof,
                 batch_size=self.batch_size,
             )
             for m in self.sources
@@ -457,7 +457,7 @@ class WhiteBox:
                 data,
                 self.eps_grid,
                 self.settings[m],
-                profile=prof.name,
+                profile=prof,
                 batch_size=self.batch_size,
                 require_cached=require_cached,
             )
@@ -471,7 +471,7 @@ class WhiteBox:
                 self.ddata,
                 self.d_eps,
                 self.d_settings,
-                profile=prof.name,
+                profile=prof,
                 steps=prof.attack.diffusion_steps,
                 samples=prof.attack.diffusion_eot_samples,
             )
@@ -642,14 +642,12 @@ class WhiteBox:
         val = slice_set(self.ds["val"], mask, lr_slices)
         s_lr = {
             (m, lr): attack_settings(prof, metas[m], lr_rel=lr)
-            for m in ("resunetpp", "irim")
+            for m in SUPERVISED
             for lr in lr_rel_grid
         }
         per = time_attack_step(models["resunetpp"], conv, len(conv))
-        todo_long = missing_pairs("resunetpp", conv, [eps], s_long, profile=prof.name)
-        todo_lr = sum(
-            missing_pairs(m, val, lr_eps, s, profile=prof.name) for (m, _), s in s_lr.items()
-        )
+        todo_long = missing_pairs("resunetpp", conv, [eps], s_long, profile=prof)
+        todo_lr = sum(missing_pairs(m, val, lr_eps, s, profile=prof) for (m, _), s in s_lr.items())
         print(
             f"convergence: {len(conv)} test slices {conv_ids}, eps {eps}, {long_steps} "
             f"steps; step-size check: {len(val)} validation slices, eps {lr_eps}, lr_rel "
@@ -664,7 +662,7 @@ class WhiteBox:
             eps,
             self.settings["resunetpp"],
             s_long,
-            profile=prof.name,
+            profile=prof,
             batch_size=self.batch_size,
         )
         gain, psnr_short, psnr_long = conv_check.gain, conv_check.psnr_short, conv_check.psnr_long
@@ -680,7 +678,7 @@ class WhiteBox:
             val,
             lr_eps,
             s_lr,
-            profile=prof.name,
+            profile=prof,
             profile_lr=prof.attack.lr_rel,
             batch_size=self.batch_size,
         )

@@ -17,6 +17,8 @@ from .tv import TVReconstructor
 NAMES: tuple[str, ...] = ("zero_filled", "resunetpp", "irim", "diffusion")
 #: the two supervised ones (the attack sources of the transfer experiments)
 SUPERVISED: tuple[str, ...] = ("resunetpp", "irim")
+#: the three learned ones (the supervised two and the diffusion model)
+LEARNED: tuple[str, ...] = (*SUPERVISED, "diffusion")
 
 #: display name of each reconstructor (tables, figure labels, notebooks)
 LABELS: dict[str, str] = {
@@ -36,6 +38,7 @@ MODEL_LABELS = LABELS
 __all__ = [
     "IRIM",
     "LABELS",
+    "LEARNED",
     "MODEL_LABELS",
     "NAMES",
     "SUPERVISED",

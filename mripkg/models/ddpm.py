@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from ..physics import fft2c, ifft2c, undersample
+from ..physics import MRIOperator, fft2c, ifft2c
 from ..profiles import DDPMConfig
 from .tv import tv_denoise
 
@@ -305,7 +305,7 @@ def draw_sampler_noise(
 def _scaled_measurement(y: Tensor, mask: Tensor) -> Tensor:
     """Measurement of the [-1, 1]-scaled image: ``M F (2x - 1) = 2y - M F 1``."""
     ones = torch.ones(y.shape[-2:], dtype=y.real.dtype, device=y.device)
-    return 2 * y - undersample(fft2c(ones)[None, None], mask)
+    return 2 * y - MRIOperator(mask).A(ones[None, None])
 
 
 def _replace_columns(x: Tensor, y_t: Tensor, mask: Tensor) -> Tensor:

@@ -69,7 +69,7 @@ from ..evaluation.stats import (
     worst_window_ssim_drop,
 )
 from ..io import read_json, write_json
-from ..models import LABELS, NAMES, SUPERVISED
+from ..models import LABELS, LEARNED, NAMES, SUPERVISED
 from .tables import format_table
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def clean_summary(results: dict[str, Any], spread: dict[str, Any], profile: Prof
             f"{results['test_id']['summary'][m]['psnr_mean']:.2f} dB"
         )
     lines.append("")
-    for m in ("resunetpp", "irim", "diffusion"):
+    for m in LEARNED:
         ok = (
             s[m]["psnr_mean"] >= zf["psnr_mean"] + 4
             and s[m]["ssim_mean"] > zf["ssim_mean"]
@@ -172,7 +172,7 @@ def whitebox_report(
     evals: Mapping[str, Evaluation],
     summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
     *,
-    profile: str,
+    profile: Profile,
     steps: int,
     lr_rel: float,
     proxy_rows: Sequence[Mapping[str, Any]] = (),
@@ -186,7 +186,7 @@ short_vs_full_sampler`); amplification.  ``summary[m]``: :func:`whitebox_summary
     first = next(iter(evals.values()))
     eps_grid = first.eps
     lines = [
-        f"Profile `{profile}`: {len(first.slice_ids)} Colin27 test slices, eps "
+        f"Profile `{profile.name}`: {len(first.slice_ids)} Colin27 test slices, eps "
         f"{eps_grid[0]:g} to {eps_grid[-1]:g}, {steps} Adam steps (lr_rel {lr_rel:g}). "
         + clear_rule(),
         "",
@@ -280,7 +280,7 @@ def transfer_report(
     evals: Mapping[tuple[str, ...], Evaluation],
     table: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
     *,
-    profile: str,
+    profile: Profile,
     sources: Sequence[str],
     route_eps: float,
     small_eps: float,
@@ -298,7 +298,7 @@ def transfer_report(
     ev_any = evals[(sup[0], "diffusion")]
     n_src = len(evals[(sup[0], "resunetpp" if sup[0] != "resunetpp" else "irim")].slice_ids)
     lines = [
-        f"Profile `{profile}`: perturbations crafted on {n_src} Colin27 test slices with "
+        f"Profile `{profile.name}`: perturbations crafted on {n_src} Colin27 test slices with "
         f"{steps} Adam steps; diffusion target on {len(ev_any.slice_ids)} of them with "
         f"{sampler_steps} sampler steps{f' ({sampler})' if sampler else ''}. " + clear_rule(),
         "",
@@ -364,7 +364,7 @@ def artifacts_report(
     at_star: Mapping[str, Mapping[str, Any]],
     references: Mapping[str, Mapping[str, Any]],
     *,
-    profile: str,
+    profile: Profile,
     eps: float,
     n_slices: int,
     diffusion: Sequence[str],
@@ -377,7 +377,7 @@ def artifacts_report(
     ``(criteria, verdict, markdown)``."""
     criteria = claim4_criteria(at_star, diffusion=diffusion, supervised=supervised)
     verdict = claim4_verdict(criteria)
-    lines = [f"Profile `{profile}`, eps {eps:g}, {n_slices} diffusion slices:", ""]
+    lines = [f"Profile `{profile.name}`, eps {eps:g}, {n_slices} diffusion slices:", ""]
     for c in criteria:
         lines.append(
             f"* {c['meaning']} ({c['statistic']}; worst diffusion {c['diffusion']:.3f} vs best "
@@ -871,7 +871,7 @@ def authors_number(ev: Evaluation) -> dict[str, Any]:
 
 
 def scorecard(
-    profile: str,
+    profile: Profile,
     claims: Sequence[Mapping[str, Any]],
     authors: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -880,7 +880,7 @@ def scorecard(
     ``evidence`` (False under the smoke profile: tiny models trained for seconds, so each
     claim's ``verdict`` reads ``not evidence``; the verdict its rule gives stays in
     ``rule_verdict``)."""
-    evidence = profile != "smoke"
+    evidence = profile.name != "smoke"
     out = []
     for c in sorted(claims, key=lambda c: str(c["claim"])):
         c = dict(c)
@@ -889,7 +889,7 @@ def scorecard(
             c["verdict"] = NOT_EVIDENCE
         out.append(c)
     card: dict[str, Any] = {
-        "profile": profile,
+        "profile": profile.name,
         "evidence": evidence,
         "confidence": CONFIDENCE,
         "claims": out,
@@ -1033,7 +1033,7 @@ def whitebox_note(wb: WhiteBox) -> str:
     report = whitebox_report(
         wb.evals,
         wb.summary,
-        profile=prof.name,
+        profile=prof,
         steps=prof.attack.steps,
         lr_rel=prof.attack.lr_rel,
         proxy_rows=wb.proxy_rows,
@@ -1067,7 +1067,7 @@ def transfer_note(tr: Transfer) -> str:
     return transfer_report(
         tr.evals,
         tr.table,
-        profile=prof.name,
+        profile=prof,
         sources=tr.sources,
         route_eps=prof.attack.route_eps,
         small_eps=min(tr.small_eps),
@@ -1088,7 +1088,7 @@ def artifacts_note(art: Artifacts) -> tuple[list[dict[str, Any]], str, str]:
     return artifacts_report(
         at_star,
         {lab: art.summary[lab][eps_key(0.0)] for lab in art.refs},
-        profile=art.prof.name,
+        profile=art.prof,
         eps=art.e_star,
         n_slices=len(art.d_ids),
         diffusion=main[2:4],
@@ -1123,7 +1123,7 @@ def paper_scorecard(art: Artifacts) -> dict[str, Any]:
     monotone = {f"{_lab(m)} (white-box)": evals[m, m] for m in sup}
     monotone.update({f"{_lab(s)} -> {_lab(t)}": ev for (s, t), ev in art.transfer.items()})
     card = scorecard(
-        prof.name,
+        prof,
         [
             grey,
             claim_transfer(art.transfer, eps=TRANSFER_EPS),

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from ..io import atomic_write
-from ..models import MODEL_LABELS, NAMES
+from ..models import LEARNED, MODEL_LABELS, NAMES
 from ..paths import figures_dir
+from ..profiles import check_profile
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -134,13 +135,6 @@ def use_style() -> None:
     mpl.rcParams.update(STYLE)
 
 
-def _profile_name(profile: Profile | str) -> str:
-    name = getattr(profile, "name", profile)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"profile must be a Profile or a profile name, got {profile!r}")
-    return name
-
-
 def check_name(name: str) -> str:
     """Validate a figure name (``^fig\\d+_[a-z0-9_]+$``); returns it or raises ValueError."""
     if not isinstance(name, str) or not FIGURE_NAME_RE.match(name):
@@ -150,12 +144,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def save(fig: Figure, name: str, profile: Profile | str) -> list[Path]:
+def save(fig: Figure, name: str, profile: Profile) -> list[Path]:
     """Write ``fig`` as ``<name>.png`` (150 dpi) and ``<name>.pdf`` into the profile's figure
     folder.  Each file is written to a temporary file first and moved into place with
     ``os.replace``, so a reader never sees a half-written figure.  Returns the two paths."""
     check_name(name)
-    out_dir = figures_dir(_profile_name(profile))
+    out_dir = figures_dir(check_profile(profile).name)
     written = []
     for fmt in FIGURE_FORMATS:
         target = out_dir / f"{name}.{fmt}"
@@ -422,7 +416,7 @@ def plot_training_curves(histories: dict[str, dict]) -> Figure:
     import matplotlib.pyplot as plt
 
     use_style()
-    names = [m for m in ("resunetpp", "irim", "diffusion") if histories.get(m)]
+    names = [m for m in LEARNED if histories.get(m)]
     fig, axes = plt.subplots(
         2,
         max(1, len(names)),
@@ -823,9 +817,9 @@ def plot_transfer_curves(
     return fig
 
 
-def figure_files(profile: Profile | str) -> list[Path]:
+def figure_files(profile: Profile) -> list[Path]:
     """The figure files (``fig*.png`` / ``fig*.pdf``) present for a profile, sorted."""
-    d = figures_dir(_profile_name(profile))
+    d = figures_dir(check_profile(profile).name)
     return sorted(
         p
         for p in d.iterdir()
@@ -1050,7 +1044,7 @@ def show(paths: Sequence[Path]) -> None:
     display(Image(filename=str(paths[0])))
 
 
-def _saved(fig: Figure, name: str, profile: Profile | str) -> list[Path]:
+def _saved(fig: Figure, name: str, profile: Profile) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = save(fig, name, profile)
@@ -1149,7 +1143,7 @@ def fig5_transfer_curves(tr: Transfer) -> list[Path]:
     fig = plot_transfer_curves(
         tr.table,
         tr.sources,
-        ["resunetpp", "irim", "diffusion"],
+        list(LEARNED),
         tr.prof.attack.route_eps,
         MATRIX_TARGETS,
     )

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..fingerprint import strip
 from ..io import atomic_write_text
-from ..models import MODEL_LABELS, NAMES
+from ..models import LEARNED, MODEL_LABELS, NAMES
 from ..paths import REPO_ROOT, results_dir, shipped_weights_dir
 
 PROFILE = "quick"
@@ -55,7 +55,7 @@ LABELS = {
 OUT_OF_DOMAIN_MODELS = NAMES
 #: Columns a generated block must have (``--check`` fails without them).
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "out_of_domain": ("condition", "zero-filled", "ResUNet++", "i-RIM", "diffusion"),
+    "out_of_domain": ("condition", *(MODEL_LABELS[m] for m in NAMES)),
 }
 
 
@@ -190,9 +190,9 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
-def _training(profile: str, name: str) -> tuple[str, str]:
+def _training(profile_name: str, name: str) -> tuple[str, str]:
     """(``"162 k"``, ``"1500 steps, 17 CPU-min"``) from the shipped weights and sidecar."""
-    d = shipped_weights_dir(profile)
+    d = shipped_weights_dir(profile_name)
     if not (d / f"{name}.json").is_file():
         return "?", "trained in the run"
     meta = json.loads((d / f"{name}.json").read_text(encoding="utf-8"))
@@ -210,7 +210,7 @@ def clean_table(results: Path) -> str:
     rows = []
     for key in NAMES:
         if key == "zero_filled":
-            label, training = "zero-filled", "-"
+            label, training = MODEL_LABELS["zero_filled"], "-"
         else:
             params, training = _training(profile, "ddpm" if key == "diffusion" else key)
             label = (
@@ -284,7 +284,7 @@ def transfer_table(results: Path) -> str:
     eps = quick_eps if quick_eps in eps_keys else eps_keys[-1]
     targets = [*NAMES, "diffusion_image_route"]
     rows = []
-    for src in ("resunetpp", "irim", "diffusion"):
+    for src in LEARNED:
         if src not in m:
             continue
         label = LABELS[src]

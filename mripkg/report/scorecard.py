@@ -31,15 +31,16 @@ import torch
 from scipy import stats as _st
 from torch import Tensor
 
+from ..models import LABELS, SUPERVISED
 from . import rules
 from .significance import dependent_interval, geometric_mean_interval
 
 if TYPE_CHECKING:
     from ..evaluation.scoring import Evaluation
+    from ..profiles import Profile
 
 #: The paper's one published number (i-RIM, eps 0.08, one ADNI slice, 256 px): PSNR in dB.
 AUTHORS_IRIM = {"eps": 0.08, "psnr_clean": 30.10, "psnr_perturbed": 25.46}
-LABELS = {"zero_filled": "zero-filled", "resunetpp": "ResUNet++", "irim": "i-RIM"}
 
 
 def _lab(name: str) -> str:
@@ -414,7 +415,7 @@ def _claim(
 
 
 def scorecard(
-    profile: str,
+    profile: Profile,
     claims: Sequence[Mapping[str, Any]],
     n_subjects: int,
     authors: Mapping[str, Any] | None = None,
@@ -424,7 +425,7 @@ def scorecard(
     """The card: header, the general rule, the claims in order (under smoke every verdict reads
     ``not evidence``; the rule's own verdict stays in ``rule_verdict``), the authors' number,
     and ``exploratory`` (tables that never enter a verdict)."""
-    evidence = profile != "smoke"
+    evidence = profile.name != "smoke"
     out = []
     for c in sorted(claims, key=lambda c: str(c["claim"])):
         c = dict(c)
@@ -434,7 +435,7 @@ def scorecard(
             c["verdict"] = rules.NOT_EVIDENCE
         out.append(c)
     card: dict[str, Any] = {
-        "profile": profile,
+        "profile": profile.name,
         "header": header(n_subjects),
         "test_subjects": int(n_subjects),
         "evidence": evidence,
@@ -453,7 +454,7 @@ def scorecard(
 
 
 def build_card(
-    profile: str,
+    profile: Profile,
     *,
     diffusion: Mapping[str, Sequence[Evaluation]],
     supervised_whitebox: Mapping[str, Evaluation],
@@ -560,7 +561,7 @@ def paper_card(art: Any) -> dict[str, Any]:
     from .claims import claim_monotone, claim_noise_like, noise_like_inputs
 
     prof, evals, main, e_star = art.prof, art.evals, art.main, art.e_star
-    sup = ["resunetpp", "irim"]
+    sup = list(SUPERVISED)
     d_ids = art.d_ids
     diff_runs = run.seed_evaluations(art.dt, art.ddata, art.sub, art.ctl, run.diffusion_seeds(prof))
     sup_targets = {m: Target(m, art.models[m], art.mask, batch_size=art.batch_size) for m in sup}
@@ -583,7 +584,7 @@ def paper_card(art: Any) -> dict[str, Any]:
     monotone.update({f"{_lab(s)} -> {_lab(t)}": ev for (s, t), ev in art.transfer.items()})
     head = art.test.masks[d_ids]
     card = build_card(
-        prof.name,
+        prof,
         diffusion=diff_runs,
         supervised_whitebox=wb_ctl,
         supervised_transfer={k: v for k, v in art.transfer.items() if k[1] != "diffusion"},
@@ -649,7 +650,7 @@ def sensitivity_table(tr: Any) -> tuple[str, list[dict[str, Any]]]:
     from ..paths import run_dir
 
     prof, evals, d_ids = tr.prof, tr.evals, tr.d_ids
-    sup = ["resunetpp", "irim"]
+    sup = list(SUPERVISED)
     paper = {
         s: [evals[(s, "diffusion")], *(evals[(s, "diffusion", f"seed+{k}")] for k in tr.seeded)]
         for s in sup

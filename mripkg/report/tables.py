@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data import MRIDataset
-from ..models import LABELS
+from ..models import LABELS, LEARNED
 
 
 def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> str:
@@ -87,7 +87,7 @@ def out_of_domain_summary(result: dict[str, Any]) -> str:
     rows = {r["condition"]: r for r in result["rows"]}
     base = rows["test"]
     out = []
-    for m in ("resunetpp", "irim", "diffusion"):
+    for m in LEARNED:
         if f"{m}_psnr_sub" not in base:
             continue
         fails = [
@@ -111,8 +111,15 @@ def out_of_domain_summary(result: dict[str, Any]) -> str:
 
 __all__ = [
     "clean_table",
+    "clean_tables",
     "dataset_table",
     "format_table",
+    "kspace_energy",
+    "split_ranges",
+    "split_subjects",
+    "training_table",
+    "zero_filled_summary",
+    "zero_filled_table",
 ]
 
 
@@ -138,3 +145,110 @@ def show(
 
     for t in tables:
         display(Markdown(markdown(t)))
+
+
+# --------------------------------------------------------------------------------------------
+# notebook 01: the data and the zero-filled baseline
+
+
+def split_ranges(ds: MRIDataset) -> str:
+    """One line per split: its intensity range and the fraction of pixels inside the head."""
+    lines = []
+    for name, split in ds.splits.items():
+        lo, hi = float(split.images.min()), float(split.images.max())
+        head = float(split.masks.float().mean())
+        lines.append(
+            f"{name:8s} intensity range [{lo:.2f}, {hi:.2f}], head covers {head:.0%} of the pixels"
+        )
+    return "\n".join(lines)
+
+
+def split_subjects(ds: MRIDataset, shown: int = 4) -> str:
+    """One line per split: its subject count and the first ``shown`` subject ids."""
+    lines = []
+    for name, split in ds.splits.items():
+        ids = split.subject_ids
+        more = " ..." if len(ids) > shown else ""
+        lines.append(f"{name:8s} {len(ids):3d} subject(s): {', '.join(ids[:shown])}{more}")
+    return "\n".join(lines)
+
+
+def kspace_energy(examples: Mapping[str, Mapping[str, Any]], mask: Any) -> str:
+    """One line per example slice (:func:`mripkg.evaluation.clean.zero_filled_example`): the
+    fraction of its k-space energy the ``[W]`` column mask keeps, against the fraction of lines."""
+    n, n_cols = int(mask.numel()), int(mask.sum())
+    lines = []
+    for name, ex in examples.items():
+        kept = float(ex["y"].abs().pow(2).sum() / ex["kspace"].abs().pow(2).sum())
+        lines.append(
+            f"{name}: {ex['subject']} slice {ex['slice_index']}, "
+            f"mask keeps {kept:.1%} of the k-space energy with {n_cols / n:.1%} of the lines"
+        )
+    return "\n".join(lines)
+
+
+#: the zero-filled metrics of notebook 01's table (paper convention and inside the head mask)
+ZERO_FILLED_METRICS = ("psnr", "ssim", "psnr_head", "ssim_head")
+
+
+def zero_filled_table(zf: Mapping[str, Mapping[str, Any]], conventions: Mapping[str, str]) -> str:
+    """Notebook 01's table of zero-filled metrics (mean ± SD per test set), followed by the
+    convention of each metric (``conventions``: metric name -> sentence)."""
+    rows = []
+    for name, m in zf.items():
+        row: dict[str, object] = {"test set": name, "slices": m["n_slices"]}
+        for k in ZERO_FILLED_METRICS:
+            digits = 2 if "psnr" in k else 3
+            row[k] = f"{m[k + '_mean']:.{digits}f} ± {m[k + '_sd']:.{digits}f}"
+        rows.append(row)
+    notes = [f"  {k}: {conventions[k]}" for k in ZERO_FILLED_METRICS]
+    return "\n".join([format_table(rows), *notes])
+
+
+def zero_filled_summary(zf: Mapping[str, Mapping[str, Any]], mask: Any) -> str:
+    """Notebook 01's summary sentences: zero-filled PSNR / SSIM of each test set (paper
+    convention and inside the head) and the mask's acceleration."""
+    lines = []
+    for name, m in zf.items():
+        label = "Colin27 (real, unseen)" if name == "test" else "held-out pseudo-subjects"
+        lines.append(
+            f"{name} [{label}, {m['n_slices']} slices]: zero-filled PSNR "
+            f"{m['psnr_mean']:.2f} ± {m['psnr_sd']:.2f} dB, SSIM {m['ssim_mean']:.3f} ± "
+            f"{m['ssim_sd']:.3f} (paper convention); inside the head: PSNR "
+            f"{m['psnr_head_mean']:.2f} dB, SSIM {m['ssim_head_mean']:.3f}"
+        )
+    n, n_cols = int(mask.numel()), int(mask.sum())
+    lines.append(f"R = {n // n_cols} mask: {n_cols} of {n} columns")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# notebook 02: the trained models and their clean reconstructions
+
+
+def training_table(models: Mapping[str, Any], metas: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown table of the trained models (those with a checkpoint sidecar): parameters,
+    training steps, CPU minutes and the validation PSNR dB / SSIM of the checkpoint kept."""
+    rows = []
+    for name, meta in metas.items():
+        if not meta:
+            continue
+        rows.append(
+            {
+                "model": LABELS[name],
+                "params": sum(p.numel() for p in models[name].parameters()),
+                "train steps": meta.get("step"),
+                "CPU min": round(meta.get("cpu_time_s", 0) / 60, 1),
+                "val PSNR": round(meta.get("val_psnr", float("nan")), 2),
+                "val SSIM": round(meta.get("val_ssim", float("nan")), 3),
+            }
+        )
+    return format_table(rows)
+
+
+def clean_tables(results: Mapping[str, Mapping[str, Any]], ds: MRIDataset) -> list[str]:
+    """One :func:`clean_table` per test set of notebook 02's results, titled with its slice
+    count."""
+    return [
+        clean_table(r["summary"], f"{name} ({len(ds[name])} slices)") for name, r in results.items()
+    ]

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .. import __version__
 from ..io import atomic_write, atomic_write_json, save_safetensors, sha256_file
+from ..profiles import Profile
 
 
 class CheckpointError(RuntimeError):
@@ -75,14 +76,15 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_weights(
     path: str | os.PathLike,
-    profile: str | None = None,
+    profile: Profile | None = None,
     model: str | None = None,
     config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Load and verify weights; returns ``(state_dict in float32, sidecar)``.
 
     Refuses (``CheckpointError``) a missing file, a sha256 mismatch, or a sidecar whose
-    profile, model name or config differs from the expected ones.
+    profile (its name), model name or config differs from the expected ones (``None``: not
+    checked).
     """
     path = Path(path)
     if not path.is_file():
@@ -94,9 +96,9 @@ def load_weights(
             f"{path}: sha256 {digest[:12]}... does not match the sidecar's "
             f"{str(meta.get('sha256'))[:12]}...: the file is corrupt or was replaced"
         )
-    if profile is not None and meta.get("profile") != profile:
+    if profile is not None and meta.get("profile") != profile.name:
         raise CheckpointError(
-            f"{path}: checkpoint is from profile {meta.get('profile')!r}, not {profile!r}"
+            f"{path}: checkpoint is from profile {meta.get('profile')!r}, not {profile.name!r}"
         )
     if model is not None and meta.get("model") != model:
         raise CheckpointError(

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 from ..data import MRIDataset, Split, load_dataset
 from ..io import atomic_write_json
+from ..models import SUPERVISED
 from ..models.ddpm import (
     DiffusionReconstructor,
     EpsUNet,
@@ -513,7 +514,7 @@ class _Session:
                 self.validate(step + 1 if total > self.start else self.start)
             atomic_write_json(self.hist_path, history)
         self.ranks.barrier()  # the best checkpoint is on disk for every rank
-        state, meta = load_weights(self.best_path, self.profile.name, name)
+        state, meta = load_weights(self.best_path, self.profile, name)
         net = self.net
         net.load_state_dict(state)
         net.eval()
@@ -544,8 +545,8 @@ def train_supervised(
     """Train ResUNet++ (L1 loss) or i-RIM (SSIM loss) on ``y = M F x`` pairs made on the fly
     from ground-truth slices (random left-right flips).  Keyword arguments as
     :func:`train_model`."""
-    if name not in ("resunetpp", "irim"):
-        raise ValueError(f"{name!r} is not a supervised model; choose resunetpp or irim")
+    if name not in SUPERVISED:
+        raise ValueError(f"{name!r} is not a supervised model; choose one of {list(SUPERVISED)}")
     s, loop = _start(name, profile, dataset, kwargs)
     mask_cpu, train = s.mask.cpu(), s.ds["train"]
 
@@ -724,7 +725,7 @@ def import_resume_state(
     name: str, profile: Profile, path: Path, state_path: Path, net: nn.Module, opt
 ) -> None:
     """Turn a portable resume point into a local training state (fresh Adam moments)."""
-    tensors, meta = load_weights(path, profile.name, name, model_config(name, net))
+    tensors, meta = load_weights(path, profile, name, model_config(name, net))
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     net.load_state_dict(model)
@@ -760,7 +761,7 @@ def load_model(name: str, profile: Profile, path: Path | None = None) -> tuple[n
         if path is not None
         else shipped_weights_dir(profile.name) / f"{name}.safetensors"
     )
-    state, meta = load_weights(p, profile.name, name, model_config(name, net))
+    state, meta = load_weights(p, profile, name, model_config(name, net))
     net.load_state_dict(state)
     net.eval()
     for q in net.parameters():
@@ -819,7 +820,7 @@ def ship(
     dB; ``note`` (e.g. how the run deviated from the profile's recipe) goes into the JSON
     sidecar."""
     best, _, hist = _paths(name, profile, out_dir)
-    state, meta = load_weights(best, profile.name, name)
+    state, meta = load_weights(best, profile, name)
     dst = shipped_weights_dir(profile.name) / f"{name}.safetensors"
     use16 = False
     if fp16:
