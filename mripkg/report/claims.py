@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..evaluation.artifacts import SPREAD_SOURCE, grey_matter_mask
+from ..evaluation.artifacts import grey_matter_mask
 from ..evaluation.selection import eps_key
 from ..evaluation.stats import (
     CONFIDENCE,
@@ -990,7 +990,6 @@ def claim_rows_markdown(claim: Mapping[str, Any]) -> str:
 __all__ = [
     "artifacts_note",
     "check_scorecard",
-    "paper_scorecard",
     "scorecard_notes",
     "transfer_note",
     "whitebox_note",
@@ -1095,58 +1094,6 @@ def artifacts_note(art: Artifacts) -> tuple[list[dict[str, Any]], str, str]:
         supervised=main[0:2],
         control="diffusion, random control",
     )
-
-
-def paper_scorecard(art: Artifacts) -> dict[str, Any]:
-    """The scorecard of the paper's five claims from an
-    :class:`~mripkg.experiments.artifacts.Artifacts` run (after its statistics, detection,
-    spread detector and :meth:`~mripkg.experiments.artifacts.Artifacts.supervised_transfer`),
-    written to ``runs/<profile>/claims.json``; returns the card."""
-    from .. import paths as _paths
-
-    prof, evals, main, e_star = art.prof, art.evals, art.main, art.e_star
-    sup, d_ids = SUPERVISED, art.d_ids
-    grey = claim_grey_matter(
-        {s: evals[s, "diffusion"] for s in sup},
-        art.clean_other,
-        art.ddata.images,
-        art.test.masks[d_ids],
-        eps=GREY_MATTER_EPS,
-        seed=prof.seed,
-        other_seed_id=art.dt_other.seed,
-    )
-    noise_inputs = {}
-    for (s, t), ev in evals.items():
-        lab = f"{_lab(t)} {'white-box' if s == t else f'<- {_lab(s)}'}"
-        if lab in main[:4]:
-            noise_inputs[lab] = noise_like_inputs(ev, art.grids[lab], e_star)
-    monotone = {f"{_lab(m)} (white-box)": evals[m, m] for m in sup}
-    monotone.update({f"{_lab(s)} -> {_lab(t)}": ev for (s, t), ev in art.transfer.items()})
-    card = scorecard(
-        prof,
-        [
-            grey,
-            claim_transfer(art.transfer, eps=TRANSFER_EPS),
-            claim_small_eps(grey, "resunetpp", min(GREY_MATTER_EPS)),
-            claim_noise_like(noise_inputs, main[2:4], main[0:2], e_star, seed=prof.seed),
-            claim_monotone(monotone, seed=prof.seed),
-        ],
-        authors=authors_number(evals["irim", "irim"]),
-        extra={
-            "posterior_spread_detector": {
-                "source": SPREAD_SOURCE,
-                "seeds": art.spread_seeds,
-                "slices": d_ids,
-                "spread": art.spread,
-                "blind_noise_auc": {k: art.blind[k] for k in art.spread if k in art.blind},
-                "reconstructions_run": art.spread_todo,
-                "seconds": art.spread_seconds,
-            }
-        },
-    )
-    path = write_scorecard(_paths.run_dir(prof.name) / "claims.json", card)
-    print("wrote", path.relative_to(_paths.REPO_ROOT))
-    return card
 
 
 def scorecard_notes(card: Mapping[str, Any]) -> list[str]:

@@ -144,6 +144,28 @@ def _mark(seeds: list[dict[str, Any]], rejected: Sequence[bool]) -> None:
         seeds[0]["holm_reject"] = all(bool(r) for r in rejected)
 
 
+def _seeded_row(
+    label: str, seeds: Sequence[Mapping[str, Any]], conditions: Mapping[str, bool]
+) -> dict[str, Any]:
+    """One comparison's row: the worst seed's (lowest interval bound) mean and interval, every
+    seed's numbers, the conditions and whether all of them hold."""
+    worst = min(seeds, key=lambda s: s["low"] if math.isfinite(s["low"]) else -math.inf)
+    return {
+        "label": label,
+        "value": _clean(worst["mean"]),
+        "low": _clean(worst["low"]),
+        "high": _clean(worst["high"]),
+        "n": int(worst["n"]),
+        "n_eff": _clean(worst["n_eff"]),
+        "lag1": _clean(worst["lag1"]),
+        "per_seed": [
+            {k: _clean(v) if isinstance(v, float) else v for k, v in s.items()} for s in seeds
+        ],
+        "conditions": dict(conditions),
+        "holds": comparison_holds(conditions),
+    }
+
+
 def grey_matter_rows(
     ratios: Mapping[str, Sequence[np.ndarray]],
     excess: Mapping[str, Sequence[np.ndarray]],
@@ -181,24 +203,7 @@ def grey_matter_rows(
                 s["above_seed_energy"] for s in seeds
             ),
         }
-        worst = min(seeds, key=lambda s: s["low"] if math.isfinite(s["low"]) else -math.inf)
-        rows.append(
-            {
-                "label": lab,
-                "value": _clean(worst["mean"]),
-                "low": _clean(worst["low"]),
-                "high": _clean(worst["high"]),
-                "n": int(worst["n"]),
-                "n_eff": _clean(worst["n_eff"]),
-                "lag1": _clean(worst["lag1"]),
-                "per_seed": [
-                    {k: _clean(v) if isinstance(v, float) else v for k, v in s.items()}
-                    for s in seeds
-                ],
-                "conditions": conditions,
-                "holds": comparison_holds(conditions),
-            }
-        )
+        rows.append(_seeded_row(lab, seeds, conditions))
     return rows
 
 
@@ -236,24 +241,7 @@ def excess_rows(
         }
         if seeded.get(lab, False):
             conditions[f"{MIN_SEEDS}+ sampler seeds"] = len(seeds) >= MIN_SEEDS
-        worst = min(seeds, key=lambda s: s["low"] if math.isfinite(s["low"]) else -math.inf)
-        rows.append(
-            {
-                "label": lab,
-                "value": _clean(worst["mean"]),
-                "low": _clean(worst["low"]),
-                "high": _clean(worst["high"]),
-                "n": int(worst["n"]),
-                "n_eff": _clean(worst["n_eff"]),
-                "lag1": _clean(worst["lag1"]),
-                "per_seed": [
-                    {k: _clean(v) if isinstance(v, float) else v for k, v in s.items()}
-                    for s in seeds
-                ],
-                "conditions": conditions,
-                "holds": comparison_holds(conditions),
-            }
-        )
+        rows.append(_seeded_row(lab, seeds, conditions))
     return rows
 
 
