@@ -28,7 +28,7 @@ def test_out_of_domain_table_has_every_model_column():
     md = readme.out_of_domain_table(RESULTS)
     head, n = prose_check.table_shapes(md)[0]
     assert [h.split(" (")[0] for h in head] == [
-        "condition", "zero-filled", "ResUNet++", "i-RIM", "diffusion"
+        "condition", "zero-filled", "ResUNet++", "i-RIM", "diffusion", "TV"
     ]  # fmt: skip
     assert n == 7
     assert readme.check_block("out_of_domain", md, md) == []

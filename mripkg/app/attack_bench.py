@@ -106,7 +106,7 @@ def run(
     models, metas, _ = build_reconstructors(profile, ds, retrain=False)
     data = slice_set(ds["val"], mask, val_slices)
     eps = [e for e in profile.attack.eps_grid if e > 0]
-    cache = AttackCache(profile.name)
+    cache = AttackCache(profile)
     variants = variants or VARIANTS
     # CPU seconds of the plain (cold) runs, which their cache entries do not record
     times_path = run_dir(profile.name) / "attack_bench_times.json"

@@ -73,7 +73,7 @@ def run(
     data_all = slice_set(ds["test"], mask, profile.attack.n_slices)
     ids = [data_all.slice_ids[i] for i in spread_ids(len(data_all), n_slices)]
     data = data_all.take(ids)
-    cache = AttackCache(profile.name)
+    cache = AttackCache(profile)
     protocols: dict[str, dict[str, AttackSettings]] = {
         # the project's attack (cold; ``default_lr_rel`` overrides the profile's step size,
         # e.g. 1.0 for the setting behind the committed results), then the authors'

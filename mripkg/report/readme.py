@@ -55,7 +55,7 @@ LABELS = {
 OUT_OF_DOMAIN_MODELS = NAMES
 #: Columns a generated block must have (``--check`` fails without them).
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "out_of_domain": ("condition", *(MODEL_LABELS[m] for m in NAMES)),
+    "out_of_domain": ("condition", *(MODEL_LABELS[m] for m in NAMES), "TV"),
 }
 
 
