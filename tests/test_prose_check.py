@@ -1,6 +1,7 @@
 """The README says only what the files say (issue 17): lost table cells, required columns and
 numbers in prose checked against the result files."""
 
+import json
 from pathlib import Path
 
 from mripkg import paths
@@ -68,3 +69,13 @@ def test_readme_and_docs_prose_numbers_match_the_result_files():
         ):
             bad.append(f"{Path(p).name}:{line}: {tok} in '{text[:120]}'")
     assert not bad, "numbers in prose that match no result file:\n" + "\n".join(bad)
+
+
+def test_numbers_inside_formatted_result_cells_count(tmp_path):
+    """A table stored as text ("0.48 [-0.13, 1.08]") backs the numbers in it, and only those."""
+    f = tmp_path / "metrics_x.json"
+    f.write_text(json.dumps({"rows": [{"drop": "0.48 [-0.13, 1.08]", "label": "eps 0.04"}]}))
+    values = prose_check.result_values([f])
+    assert prose_check.unmatched_numbers("It lost 0.48 dB (interval to 1.08).", values) == []
+    bad = prose_check.unmatched_numbers("It lost 0.49 dB.", values)
+    assert [b[1] for b in bad] == ["0.49"]

@@ -110,9 +110,8 @@ def run(
         "test_slices": ids,
         "slices_note": (
             f"{len(ids)} of the {len(data_all)} attacked test slices (spread evenly), chosen "
-            "before any result was seen: the authors' protocol cost 34 CPU-s per pair here "
-            "(1 thread), about 36 CPU-min for all 64 pairs, but this shared 2-core machine gave "
-            "each job about a tenth of a core"
+            "before any result was seen; attack CPU seconds per model and protocol in "
+            "attack_cpu_s"
         ),
         "eps": list(eps),
         "authors_preset": {

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+CELL_NUMBER_RE = re.compile(r"-?\d+\.\d+")
 NUMBER_RE = re.compile(r"(?<![\w.:/\-])[-+\u2212]?\d+\.(\d{2,})(?![\w.])")
 BLOCK_RE = re.compile(r"<!-- results:(\S+) -->.*?<!-- /results:\1 -->", re.DOTALL)
 CODE_RE = re.compile(r"```.*?```", re.DOTALL)
@@ -37,7 +38,9 @@ def _leaves(obj: Any, out: list[float]) -> None:
     elif isinstance(obj, str):
         try:
             x = float(obj)
-        except ValueError:
+        except ValueError:  # a formatted cell, e.g. "0.48 [-0.13, 1.08]": each number in it
+            for m in CELL_NUMBER_RE.finditer(obj):
+                out.append(float(m.group(0)))
             return
         if math.isfinite(x):
             out.append(x)
