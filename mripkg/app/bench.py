@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import sys
@@ -431,6 +432,10 @@ def _bench_levers(
         "psnr_1000": ref_psnr,
         "default": DiffusionReconstructor.from_config(net, profile.ddpm).describe(),
         "rows": rows,
+        # 1-min load average at the end: above the thread count, other work shared the CPU
+        # and the times are inflated (the PSNRs are not)
+        "load_average": os.getloadavg()[0],
+        "shared_cpu": os.getloadavg()[0] > torch.get_num_threads() + 0.5,
     }
 
 

@@ -545,7 +545,8 @@ def sampler_levers_table(results: Path) -> str:
         for r in lv["rows"]
         if "error" not in r
     ]
-    shared = lv.get("shared_cpu", "default" not in lv)  # runs before issue 12's end: shared
+    # runs before issue 12's end: shared; newer files record it (load average at the end)
+    shared = lv.get("shared_cpu", "default" not in lv)
     # older files measured the levers on test slices; newer ones on validation slices, with
     # one final test row for the chosen setting
     split = {"val": "validation"}.get(lv.get("split", "test"), lv.get("split", "test"))
