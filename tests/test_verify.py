@@ -412,3 +412,26 @@ def test_the_diffusion_models_clean_numbers_have_their_own_tolerance():
     run["metrics_clean.json"]["resunetpp"]["psnr_mean"] += 0.03
     rep = verify.compare(_results(), run, tol)
     assert [r["key"] for r in rep.outside] == ["resunetpp/psnr_mean"] and rep.clean_differs
+
+
+def test_claim_spread_uses_the_rules_threshold_when_the_card_has_no_threshold_text():
+    """The current card (issue 17) states its rules in words, not as 'interval > c'."""
+    card = {
+        "claims": [
+            {
+                "claim": "1",
+                "statistic": "grey-matter artifact energy / equal-norm control's",
+                "rows": [{"label": "a", "value": 1.5, "low": 1.05, "high": 2.0}],
+            },
+            {
+                "claim": "2",
+                "statistic": "transferred PSNR drop - control drop at eps 0.04 (dB)",
+                "rows": [{"label": "b", "value": 0.3, "low": 0.2, "high": 0.4}],
+            },
+        ]
+    }
+    by = {r["label"]: r for r in run_spread.claim_spread(card, TOL)}
+    assert by["a"]["decision_same"] is False  # 1.05 - 0.1 * 1.5 falls below the threshold 1
+    assert by["b"]["decision_same"] is False  # 0.2 - 0.2 reaches 0
+    card["claims"][1]["rows"][0]["low"] = 0.5
+    assert run_spread.claim_spread(card, TOL)[1]["decision_same"] is True
