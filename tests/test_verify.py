@@ -435,3 +435,14 @@ def test_claim_spread_uses_the_rules_threshold_when_the_card_has_no_threshold_te
     assert by["b"]["decision_same"] is False  # 0.2 - 0.2 reaches 0
     card["claims"][1]["rows"][0]["low"] = 0.5
     assert run_spread.claim_spread(card, TOL)[1]["decision_same"] is True
+
+
+def test_opt_in_results_the_run_lacks_are_listed_not_required():
+    ref = _results()
+    ref["metrics_adaptive.json"] = {"diffusion": {"eps": {"0.08": {"psnr_drop": 1.0}}}}
+    rep = verify.compare(ref, _results(), TOL)
+    assert rep.files_not_in_run == ["metrics_adaptive.json"] and rep.ok
+    run = _results()
+    del run["metrics_white_box.json"]  # what every `make figures` writes: still an error
+    with pytest.raises(verify.VerifyError, match="metrics_white_box.json.*notebook"):
+        verify.compare(_results(), run, TOL)

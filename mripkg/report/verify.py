@@ -100,6 +100,7 @@ NOTEBOOK_OF = {
     "metrics_artifacts.json": "05",
     "claims.json": "05",
     "metrics_open_questions.json": "07",
+    "metrics_sampler_sensitivity.json": "04",
 }
 
 
@@ -364,6 +365,7 @@ class Report:
     holds_flips: list[dict[str, Any]] = field(default_factory=list)
     by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [compared, outside]
     machine: dict[str, Any] = field(default_factory=dict)
+    files_not_in_run: list[str] = field(default_factory=list)  # opt-in results, not compared
 
     @property
     def verdicts_identical(self) -> bool:
@@ -413,13 +415,18 @@ def compare(
     of the reference that the run lacks raises :class:`VerifyError`; a file only in the run is
     reported as outside tolerance (its numbers have nothing to match)."""
     missing = sorted(set(reference) - set(run))
-    if missing:
-        nbs = sorted({NOTEBOOK_OF.get(m, "?") for m in missing})
+    required = [m for m in missing if m in NOTEBOOK_OF]  # what every `make figures` writes
+    if required:
+        nbs = sorted({NOTEBOOK_OF[m] for m in required})
         raise VerifyError(
-            f"the run has no {', '.join(missing)} (written by notebook(s) {', '.join(nbs)}); "
+            f"the run has no {', '.join(required)} (written by notebook(s) {', '.join(nbs)}); "
             "run them first (make figures)"
         )
     rep = Report()
+    # opt-in results (adaptive attacks, the authors' protocol, attack checks, ...) that this
+    # run did not make: listed, not compared
+    rep.files_not_in_run = [m for m in missing if m not in NOTEBOOK_OF]
+    reference = {k: v for k, v in reference.items() if k in run}
     ref = {k: (_csv_as_tree(v) if k.endswith(".csv") else v) for k, v in reference.items()}
     new = {k: (_csv_as_tree(v) if k.endswith(".csv") else v) for k, v in run.items()}
     card = reference.get("claims.json", {})
@@ -623,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {kind:9s} {n:5d} compared, {m:4d} outside")
     if rep.not_toleranced:
         print(f"  {len(rep.not_toleranced)} numbers without a measured tolerance, not compared")
+    if rep.files_not_in_run:
+        print(f"  opt-in results this run did not make, not compared: {rep.files_not_in_run}")
     for r in rep.outside[: args.show]:
         print(f"  outside: {r['file']} {r['key']}: {r['reference']} -> {r['run']} ({r['why']})")
     if len(rep.outside) > args.show:
