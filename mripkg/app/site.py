@@ -159,7 +159,10 @@ def claim_page(
 
 def scorecard_page(claims: Mapping[str, Any], profile: str) -> str:
     """The scorecard page: the generated table, then a link per claim."""
-    from ..report.claims import scorecard_markdown
+    if "general_rule" in claims:  # issue 17's card (rules, header, evidence per claim)
+        from ..report.scorecard import scorecard_markdown
+    else:  # an older claims.json
+        from ..report.claims import scorecard_markdown
 
     lines = [
         "# Scorecard: the paper's claims",

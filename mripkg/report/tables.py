@@ -25,7 +25,7 @@ def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | 
     def fmt(v: object) -> str:
         if isinstance(v, float):
             return f"{v:.4g}"
-        return str(v)
+        return str(v).replace("|", "\\|")  # a "|" inside a cell would split it
 
     cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
