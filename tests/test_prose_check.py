@@ -88,14 +88,3 @@ def test_a_pipe_inside_a_cell_does_not_split_it():
     head, n = prose_check.table_shapes(md)[0]
     assert n == 1 and "\\|kurtosis difference\\|" in md
     assert md.splitlines()[2].replace("\\|", "").count("|") == 3  # two cells, three bars
-
-
-def test_site_scorecard_page_renders_the_current_card():
-    """The site's scorecard page takes issue 17's card (no per-claim 'threshold' text)."""
-    import json
-
-    from mripkg.app.site import scorecard_page
-
-    card = json.loads((RESULTS / "claims.json").read_text(encoding="utf-8"))
-    page = scorecard_page(card, "quick")
-    assert "Rules (fixed before the results)" in page and "claims/claim-5.md" in page

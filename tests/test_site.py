@@ -8,6 +8,7 @@ import json
 import nbformat
 import pytest
 
+from mripkg import paths
 from mripkg.app import lab, site
 
 PNG = base64.b64encode(
@@ -238,3 +239,10 @@ def test_site_renders_with_sphinx(tree):
     assert "A static snapshot" in page and "PSNR 25.0 dB" in page
     assert "cdn.jsdelivr" not in page and "require.js" not in page  # works offline
     assert (out / "claims" / "claim-2.html").is_file()
+
+
+def test_site_scorecard_page_renders_the_current_card():
+    """The site's scorecard page takes issue 17's card (no per-claim 'threshold' text)."""
+    card_path = paths.REPO_ROOT / "results" / "quick" / "claims.json"
+    page = site.scorecard_page(json.loads(card_path.read_text(encoding="utf-8")), "quick")
+    assert "Rules (fixed before the results)" in page and "claims/claim-5.md" in page

@@ -423,6 +423,7 @@ def _bench_levers(
             "default": True,
         }
     )
+    load = os.getloadavg()[0]
     return {
         "weights": str(wp),
         "split": split,
@@ -434,8 +435,8 @@ def _bench_levers(
         "rows": rows,
         # 1-min load average at the end: above the thread count, other work shared the CPU
         # and the times are inflated (the PSNRs are not)
-        "load_average": os.getloadavg()[0],
-        "shared_cpu": os.getloadavg()[0] > torch.get_num_threads() + 0.5,
+        "load_average": load,
+        "shared_cpu": load > torch.get_num_threads() + 0.5,
     }
 
 

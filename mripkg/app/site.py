@@ -159,17 +159,14 @@ def claim_page(
 
 def scorecard_page(claims: Mapping[str, Any], profile: str) -> str:
     """The scorecard page: the generated table, then a link per claim."""
-    if "general_rule" in claims:  # issue 17's card (rules, header, evidence per claim)
-        from ..report.scorecard import scorecard_markdown
-    else:  # an older claims.json
-        from ..report.claims import scorecard_markdown
+    from ..report.scorecard import card_markdown
 
     lines = [
         "# Scorecard: the paper's claims",
         "",
         f"Profile `{profile}`; from `results/{profile}/claims.json` (notebook 05).",
         "",
-        scorecard_markdown(claims),
+        card_markdown(claims),
         "",
         "## One page per claim",
         "",

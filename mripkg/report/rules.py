@@ -33,6 +33,15 @@ NOT_EVIDENCE = "not evidence"
 UNDECIDED = "undecided"
 #: Fewest slices (or subjects) behind a comparison.
 MIN_SLICES = 3
+#: the side and value each claim's interval must clear (claims 1 and 3: the grey-matter energy
+#: ratio above 1; claim 2: the excess over the control above 0; claim 5: the rank correlation
+#: below 0), as the sentences of :data:`RULES` state them
+THRESHOLDS: dict[str, tuple[str, float]] = {
+    "1": (">", 1.0),
+    "2": (">", 0.0),
+    "3": (">", 1.0),
+    "5": ("<", 0.0),
+}
 #: Family-wise level of claim 4's separation tests (non-overlapping 95 % intervals).
 ALPHA_SEPARATION = 0.05
 #: eps of each rule, fixed in issue 17.

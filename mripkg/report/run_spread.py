@@ -28,15 +28,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .rules import THRESHOLDS
 from .verify import Rule, load_tolerances, rule_for
 
 _THRESHOLD = re.compile(r"interval\s*([<>])\s*(-?\d+(?:\.\d+)?)")
-
-
-#: the threshold of each claim whose card row has no ``threshold`` text (the rules of
-#: :mod:`mripkg.report.rules`: claims 1 and 3 need the ratio's interval above 1, claim 2 the
-#: excess's interval above 0)
-RULE_THRESHOLDS: dict[str, tuple[str, float]] = {"1": (">", 1.0), "2": (">", 0.0), "3": (">", 1.0)}
 
 
 def _threshold(text: str) -> tuple[str, float] | None:
@@ -62,9 +57,8 @@ def claim_spread(card: Mapping[str, Any], tolerances: Mapping[str, Any]) -> list
         raise ValueError("not a scorecard: no 'claims' list")
     out = []
     for i, c in enumerate(claims):
-        thr = _threshold(str(c.get("threshold", ""))) or RULE_THRESHOLDS.get(
-            str(c.get("claim", ""))
-        )
+        # an older card states its threshold as text; issue 17's card only in its rules
+        thr = _threshold(str(c.get("threshold", ""))) or THRESHOLDS.get(str(c.get("claim", "")))
         for j, r in enumerate(c.get("rows", []) or []):
             vals = [r.get(k) for k in ("value", "low", "high")]
             if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):

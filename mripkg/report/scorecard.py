@@ -674,6 +674,17 @@ def _f(v: Any, d: int = 2) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{d}f}"
 
 
+def card_markdown(card: Mapping[str, Any]) -> str:
+    """The scorecard table of any ``claims.json``: issue 17's card (it has ``general_rule``)
+    with :func:`scorecard_markdown`, an older one with
+    :func:`mripkg.report.claims.scorecard_markdown`."""
+    if "general_rule" in card:
+        return scorecard_markdown(card)
+    from .claims import scorecard_markdown as older_markdown
+
+    return older_markdown(card)
+
+
 def scorecard_markdown(card: Mapping[str, Any]) -> str:
     """The README's card from ``claims.json``: the header, one line per claim (the deciding
     comparison with its interval, how many hold, the verdict, subjects / slices / seeds), then
