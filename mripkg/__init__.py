@@ -5,9 +5,9 @@ The package is laid out by stage, in the order the data flows; each stage import
 stages above it in this list (a test checks):
 
 1. root modules -- ``profiles`` (settings), ``paths`` (where files go), ``fingerprint`` (the
-   machine a result was computed on), ``io`` (atomic writes, hashes), ``physics`` (FFT, masks,
-   the forward operator), ``metrics`` (PSNR / SSIM), ``data`` (volumes -> train / val / test
-   slices).
+   machine a result was computed on), ``io`` (atomic writes, hashes), ``memory`` (freed heap
+   pages back to the system), ``physics`` (FFT, masks, the forward operator), ``metrics``
+   (PSNR / SSIM), ``data`` (volumes -> train / val / test slices).
 2. ``models`` -- the reconstructors: zero-filled, ResUNet++, i-RIM, the DDPM prior and its
    samplers, TV.
 3. ``training`` -- training loops and checkpoints; hands on trained weights.
@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 
 #: the stages in flow order (root modules first)
 STAGES = (
-    ("profiles", "paths", "fingerprint", "io", "physics", "metrics", "data"),
+    ("profiles", "paths", "fingerprint", "io", "memory", "physics", "metrics", "data"),
     ("models",),
     ("training",),
     ("attacks",),

@@ -154,3 +154,16 @@ def test_ssim_does_not_depend_on_the_chunking() -> None:
     assert metrics.SSIM_CHUNK < 11  # several chunks
     torch.testing.assert_close(metrics.ssim(x, ref), whole[0], rtol=0, atol=1e-12)
     torch.testing.assert_close(metrics.ssim_head(x, ref, mask), whole[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 11])
+def test_ssim_chunk_size_changes_no_bit(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk size is a memory setting: every value is bit-identical to chunks of 2."""
+    g = torch.Generator().manual_seed(4)
+    ref = torch.rand(11, 1, 32, 32, generator=g)
+    x = ref + 0.2 * torch.rand(11, 1, 32, 32, generator=g)
+    monkeypatch.setattr(metrics, "SSIM_CHUNK", 2)
+    want, want_map = metrics.ssim(x, ref), metrics.ssim_map(x, ref)
+    monkeypatch.setattr(metrics, "SSIM_CHUNK", chunk)
+    assert torch.equal(metrics.ssim(x, ref), want)
+    assert torch.equal(metrics.ssim_map(x, ref), want_map)

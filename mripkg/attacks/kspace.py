@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..io import _atomic_write_text, cache_key, sha256_file
+from ..memory import release_memory
 from ..physics import fft2c, ifft2c, kspace_norm
 from ..profiles import Profile, progress_disabled
 
@@ -498,6 +499,8 @@ def _attack_flat(
             out["y_adv"][idx] = y_c + delta
             out["best_damage"][idx] = best
             out["best_step"][idx] = best_step
+            del opt, u, best_u, y_adv, obj
+            release_memory()  # this batch's autograd buffers back to the system
     finally:
         bar.close()
     out["rel_norm"] = torch.where(

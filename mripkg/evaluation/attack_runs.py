@@ -25,6 +25,7 @@ from ..attacks.kspace import (
     kspace_attack,
 )
 from ..attacks.shards import Shard
+from ..memory import release_memory
 from ..models.ddpm import DiffusionReconstructor, config_sampler_tag
 from ..profiles import Profile
 from .selection import SliceSet
@@ -261,6 +262,7 @@ def time_attack_step(
         t0 = time.perf_counter()
         kspace_attack(model, k, data.mask, eps, steps=steps, progress=False)
         dt = time.perf_counter() - t0
+    release_memory()  # the timed fp32 graphs left 0.3-0.6 GB resident (notebook 03's peak)
     return dt / (steps + 0.7) / k.shape[0]
 
 

@@ -52,6 +52,7 @@ from ..attacks.kspace import (
     image_norm,
     image_route_measurement,
 )
+from ..memory import release_memory
 from .selection import SliceSet, eps_key
 from .targets import Target
 
@@ -249,6 +250,7 @@ def evaluate(
         ev.psnr_rand, ev.ssim_rand = _metrics_grid(rand, gt)
         ev.change_rand = image_norm(rand - clean[None])
         ev.meas_change_rand = image_norm(y_rand - y_clean[None])
+    release_memory()  # the reconstructions' and SSIM's temporaries
     return ev
 
 
