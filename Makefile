@@ -92,7 +92,7 @@ else
 		--profile $(PROFILE) --all --ship $(TRAIN_ARGS)
 endif
 
-lab: venv
+lab: venv hooks
 	@echo "JupyterLab on notebooks/, port $(PORT): open the http://localhost:...?token=... address it prints below (Ctrl-C stops it)"
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(ARGS)
 
@@ -108,9 +108,15 @@ verify: venv
 tolerances: venv
 	nice -n 10 $(PYTHON) -m mripkg.app.tolerances --profile $(PROFILE)
 
+# The nbstripout filter of .gitattributes, defined in this clone's .git/config: outputs,
+# execution counts and the Python version Lab writes (metadata.language_info) are stripped, so
+# a notebook saved in Lab stays equal to the committed one (git status stays clean)
 hooks: venv
-	$(BIN)/nbstripout --install
-	@echo "git add now strips the outputs of notebooks/*.ipynb (.gitattributes)"
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+		$(BIN)/nbstripout --install && \
+		git config filter.nbstripout.extrakeys "metadata.language_info" && \
+		echo "git now strips the outputs of notebooks/*.ipynb (.gitattributes)"; \
+	else echo "not a git checkout: no filter installed"; fi
 
 clean:
 	rm -rf build runs/smoke .pytest_cache .ruff_cache

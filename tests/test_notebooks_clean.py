@@ -126,3 +126,61 @@ def test_notebooks_hold_no_loops(path):
             continue
         problems = loop_problems(_tree(path, i, cell))
         assert not problems, f"{path.name}: cell {i + 1}: {problems}; move it into mripkg"
+
+
+#: the notebook metadata JupyterLab (ipykernel) keeps after the filter of `make hooks`
+LAB_METADATA = {
+    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_metadata_is_what_lab_keeps(path):
+    assert _load(path)["metadata"] == LAB_METADATA, f"{path.name}: notebook metadata"
+
+
+def _makefile_extra_keys() -> str:
+    """The extra keys ``make hooks`` gives the nbstripout filter (read from the Makefile)."""
+    import re
+
+    text = (NOTEBOOKS_DIR.parent / "Makefile").read_text(encoding="utf-8")
+    m = re.search(r'git config filter\.nbstripout\.extrakeys "([^"]+)"', text)
+    assert m, "make hooks sets no filter.nbstripout.extrakeys"
+    return m.group(1)
+
+
+def test_a_notebook_saved_in_lab_is_filtered_back_to_the_committed_bytes(tmp_path):
+    """Run in Lab: outputs, counts, widget state and Lab's language_info; the git filter of
+    `make hooks` (nbstripout with its extra keys) gives back the committed file byte for byte,
+    so git status stays clean."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("nbstripout")
+    path = NOTEBOOKS_DIR / "06_explorer.ipynb"
+    committed = path.read_text(encoding="utf-8")
+    nb = json.loads(committed)
+    for n, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        cell["execution_count"] = n + 1
+        cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["ran\n"]}]
+    nb["metadata"]["language_info"] = {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": "3.11.7",
+    }
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    saved = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    assert saved != committed
+    out = subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--extra-keys", _makefile_extra_keys()],
+        input=saved,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,  # no git repository: only the keys given here count
+    )
+    assert out.stdout == committed
