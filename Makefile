@@ -110,7 +110,7 @@ tolerances: venv
 
 # The nbstripout filter of .gitattributes, defined in this clone's .git/config: outputs,
 # execution counts and the Python version Lab writes (metadata.language_info) are stripped, so
-# a notebook saved in Lab stays equal to the committed one (git status stays clean)
+# a notebook saved in Lab filters back to the committed one (git diff shows nothing)
 hooks: venv
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 		$(BIN)/nbstripout --install && \

@@ -31,7 +31,7 @@ CONVENTIONS = ("paper", "head", "fastmri")
 
 #: images per SSIM call: torchmetrics' float64 convolution on CPU unfolds its input (about
 #: 60 MB per 128 px image), so large batches are split; the values do not depend on it (bit for
-#: bit, tested).  2 instead of 4 took 0.13 GB off notebook 03's evaluation peak.
+#: bit, tested).  2 rather than 4 keeps notebook 03's evaluation peak lower (issue 19).
 SSIM_CHUNK = 2
 
 
