@@ -10,10 +10,11 @@ models; the time estimate's attack steps per model (fp32, a batch of 8); the whi
   per call (the package before issue 19's last change);
 - ``after``: the package as it is (``malloc_trim`` after each phase, 2 images per SSIM call).
 
-Memory is the resident set size of the process, sampled every 20 ms (psutil); GB = 2^30 bytes.
-What glibc keeps varies from run to run (thread timing), so each variant runs ``--repeats``
-times, alternating.  Prints a row per run and the mean per variant and writes every row as
-JSON (default ``runs/<profile>/bench_memory_03.json``, atomically).  Nothing else is written.
+Memory is the resident set size of the process, sampled every 20 ms (``Sampler`` of
+``tools/kernel_memory.py``); GB = 2^30 bytes.  What glibc keeps varies from run to run (thread
+timing), so each variant runs ``--repeats`` times, alternating.  Prints a row per run and the
+mean per variant and writes every row as JSON (default ``runs/<profile>/bench_memory_03.json``,
+:func:`mripkg.io.write_json`).  Nothing else is written.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,31 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("before", "after")
 
 
-class Peak:
-    """Peak resident memory (GB) of this process since the last :meth:`reset`."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.peak = self.now()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def now(self) -> float:
-        return self.proc.memory_info().rss / 1024**3
-
-    def reset(self) -> None:
-        self.peak = self.now()
-
-    def _run(self) -> None:
-        while True:
-            self.peak = max(self.peak, self.now())
-            time.sleep(0.02)
-
-
 def child(variant: str, profile: str) -> dict[str, float]:
     """One variant's phases in this process: ``{phase_peak_gb / phase_after_gb: GB}``."""
-    mem = Peak()
+    from kernel_memory import Sampler  # tools/, beside this script
+
+    mem = Sampler(os.getpid(), interval_s=0.02)
     from mripkg import memory, metrics
 
     if variant == "before":
@@ -82,11 +62,12 @@ def child(variant: str, profile: str) -> dict[str, float]:
     out: dict[str, float] = {}
 
     def phase(name: str, fn) -> None:  # type: ignore[no-untyped-def]
-        mem.reset()
+        mem.reset_peak()
         fn()
         time.sleep(0.1)
-        out[f"{name}_peak_gb"] = round(max(mem.peak, mem.now()), 3)
-        out[f"{name}_after_gb"] = round(mem.now(), 3)
+        now = mem.rss()
+        out[f"{name}_peak_gb"] = round(max(mem.peak, now), 3)
+        out[f"{name}_after_gb"] = round(now, 3)
 
     state: dict[str, object] = {}
 
@@ -152,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{v:7s} mean: timed steps after {m['timed_steps_after_gb']:.2f}, evaluate peak "
             f"{m['evaluate_peak_gb']:.2f} GB"
         )
+    from mripkg.io import write_json
+
     out = args.out or ROOT / "runs" / args.profile / "bench_memory_03.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
@@ -162,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean": means,
         "rows": rows,
     }
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_json(out, record)  # atomic, with the machine fingerprint every result file carries
     print(f"wrote {out}")
     return 0
 
