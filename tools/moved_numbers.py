@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = f"results/{args.profile}"
     before = committed_json(args.before, folder)
     after = {p.name: json.loads(p.read_text()) for p in sorted((ROOT / folder).glob("*.json"))}
-    skip = {"bench_levers.json", "bench.json", "tolerances.json"}  # timings, not results
+    # timings and memory, not results
+    skip = {"bench_levers.json", "bench.json", "bench_memory_03.json", "tolerances.json"}
 
     def keep(name: str) -> bool:  # not a CSV's machine sidecar either
         return name not in skip and not name.endswith(SIDECAR_SUFFIX)
